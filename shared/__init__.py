@@ -1,0 +1,1 @@
+"""Common library for the lighter-bot services: config, schemas, Redis keys, bus, runtime."""

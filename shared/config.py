@@ -1,0 +1,286 @@
+"""Configuration: ``config.yaml`` + the active market profile + environment (secrets only).
+
+Precedence: environment > profile > config.yaml > defaults. Every key of the bot-state packet
+exists with its value as the default. A broken file, key or value raises ``ConfigError`` naming
+file, key and problem; service entry points turn it into one line on stderr and exit status 2.
+Money-like keys are ``Decimal`` so the conversion to integer ticks/lots stays exact.
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from shared.markets import MarketSpec, round_up
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+
+class ConfigError(Exception):
+    """One clear configuration problem: ``file: key: problem``."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VolatilityConfig(Section):
+    """Pause quoting when short-horizon volatility spikes; resume below a lower threshold (hysteresis)."""
+
+    enabled: bool = True
+    ema_halflife_s: Decimal = Decimal("30")
+    pause_bps: Decimal = Decimal("30")
+    resume_bps: Decimal = Decimal("18")
+    inventory_ratio: Decimal = Decimal("0.25")  # while paused, keep quoting the side that reduces |position| above this share of the limit
+    spread_multiplier: Decimal = Decimal("1.0")  # extra half-spread per bps of volatility (0 = off)
+
+
+class TrendConfig(Section):
+    """When the tape trends, widen spreads and quote only the side that does not fight the move."""
+
+    enabled: bool = True
+    lookback_s: Decimal = Decimal("45")
+    trigger_bps: Decimal = Decimal("12")
+    widen_factor: Decimal = Decimal("1.5")
+    one_sided: bool = True
+
+
+class MakerConfig(Section):
+    size: Decimal = Decimal("0.064")
+    size_min: Decimal = Decimal("0.061")
+    size_max: Decimal = Decimal("0.072")
+    price_scale: int = 1000
+    size_scale: int = 1000
+    exchange_min_notional: Decimal = Decimal("10.5")
+    spread_bps: Decimal = Decimal("10")          # half-spread around mid
+    requote_bps: Decimal = Decimal("3")          # move a quote only when the target moved this much
+    min_requote_interval_s: Decimal = Decimal("1.0")
+    quote_ttl_ms: int = 5_000                    # intents older than this are stale at the gateway
+    max_book_age_s: Decimal = Decimal("5")       # pull quotes when the book is older than this
+    dry_run: bool = False
+    volatility: VolatilityConfig = VolatilityConfig()
+    trend: TrendConfig = TrendConfig()
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "MakerConfig":
+        if not (self.size_min <= self.size <= self.size_max):
+            raise ValueError("size: must lie within [size_min, size_max]")
+        return self
+
+
+class HedgerConfig(Section):
+    dry_run: bool = False
+    target_units: Decimal = Decimal("0")
+    trigger_units: Decimal = Decimal("0.07")
+    max_clip_units: Decimal = Decimal("0.04")
+    price_offset_bps: Decimal = Decimal("6")
+    max_slippage_bps: Decimal = Decimal("25")
+    prefer_passive: bool = True
+    passive_wait_s: Decimal = Decimal("1.5")
+    passive_offset_bps: Decimal = Decimal("2")
+    min_interval_s: Decimal = Decimal("1.0")
+
+
+class GuardConfig(Section):
+    enabled: bool = True
+    max_position_units: Decimal = Decimal("0.2")
+    max_inventory_notional: Decimal = Decimal("35")
+
+
+class MarketConfig(Section):
+    """The active market; services check it against the venue's ``orderBooks`` at start."""
+
+    market_id: int = 2
+    symbol: str = "SOL"
+    price_decimals: int = 3
+    size_decimals: int = 3
+    min_base_amount: Decimal = Decimal("0.050")
+    min_quote_amount: Decimal = Decimal("10")
+
+
+class FeedConfig(Section):
+    book_depth: int = Field(20, ge=1, le=250)
+    reconnect_min_s: Decimal = Decimal("0.2")
+    reconnect_max_s: Decimal = Decimal("5")
+    auth_token_ttl_s: int = Field(3600, ge=60, le=8 * 3600)
+
+
+class GatewayConfig(Section):
+    chain_id: int = 304
+    order_expiry_s: int = Field(3600, ge=300, le=30 * 86400)  # GTT expiry on our quotes: a venue-side dead-man's switch
+
+
+class PortsConfig(Section):
+    feed: int = 8081
+    maker: int = 8082
+    hedger: int = 8083
+    guard: int = 8084
+    gateway: int = 8085
+    venue: int = 8700
+
+
+class VenueConfig(Section):
+    """The embedded local venue used by ``make run`` and the tests."""
+
+    seed: int = 1
+    model: str = "calm"
+    tier: Literal["standard", "premium"] = "premium"
+
+
+class Secrets(BaseModel):
+    """From the environment only; ``SecretStr`` keeps them out of reprs, logs and health output."""
+
+    model_config = ConfigDict(frozen=True)
+    redis_url: str = "redis://127.0.0.1:6399/0"
+    base_url: str = "http://127.0.0.1:8700"
+    ws_url: str = ""
+    account_index: int | None = None
+    api_key_index: int | None = None
+    api_private_key: SecretStr | None = None
+    ws_auth_token: SecretStr | None = None
+    api_bearer: SecretStr | None = None
+
+
+class Settings(Section):
+    profile: str = "profiles/market_2.yaml"
+    market: MarketConfig = MarketConfig()
+    maker: MakerConfig = MakerConfig()
+    hedger: HedgerConfig = HedgerConfig()
+    guard: GuardConfig = GuardConfig()
+    feed: FeedConfig = FeedConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    ports: PortsConfig = PortsConfig()
+    venue: VenueConfig = VenueConfig()
+    env: Secrets = Secrets()
+
+    @model_validator(mode="after")
+    def _scales(self) -> "Settings":
+        if self.maker.price_scale != 10**self.market.price_decimals:
+            raise ValueError(f"maker.price_scale: {self.maker.price_scale} does not equal 10^market.price_decimals")
+        if self.maker.size_scale != 10**self.market.size_decimals:
+            raise ValueError(f"maker.size_scale: {self.maker.size_scale} does not equal 10^market.size_decimals")
+        return self
+
+    @property
+    def market_spec(self) -> MarketSpec:
+        m = self.market
+        return MarketSpec(
+            market_id=m.market_id,
+            symbol=m.symbol,
+            price_decimals=m.price_decimals,
+            size_decimals=m.size_decimals,
+            min_base=round_up(m.min_base_amount, m.size_decimals),
+            min_quote_micro=round_up(m.min_quote_amount, 6),
+        )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "-", "file not found") from None
+    except OSError as e:
+        raise ConfigError(str(path), "-", f"cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "-"
+        raise ConfigError(str(path), where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "-", "top level must be a mapping")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _has_key(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    cur: Any = data
+    for part in loc:
+        if not isinstance(cur, dict) or part not in cur:
+            return False
+        cur = cur[part]
+    return True
+
+
+def _env_int(env: dict[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError("environment", name, f"must be an integer, got {raw!r}") from None
+
+
+def secrets_from_env(env: dict[str, str]) -> dict[str, Any]:
+    base = env.get("LIGHTER_BASE_URL", "http://127.0.0.1:8700").rstrip("/")
+    ws = env.get("LIGHTER_WS_URL") or base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
+    out: dict[str, Any] = {
+        "redis_url": env.get("REDIS_URL", "redis://127.0.0.1:6399/0"),
+        "base_url": base,
+        "ws_url": ws,
+        "account_index": _env_int(env, "LIGHTER_ACCOUNT_INDEX"),
+        "api_key_index": _env_int(env, "LIGHTER_API_KEY_INDEX"),
+    }
+    for key, name in (("api_private_key", "LIGHTER_API_PRIVATE_KEY"), ("ws_auth_token", "WS_AUTH_TOKEN"),
+                      ("api_bearer", "LIGHTER_API_BEARER")):
+        if env.get(name):
+            out[key] = env[name]
+    return out
+
+
+def load_settings(config_path: str | Path | None = None, profile_path: str | Path | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
+    """Load and validate; raise ``ConfigError`` on the first problem."""
+    env = dict(os.environ) if env is None else env
+    cfg_path = Path(config_path or env.get("LIGHTER_BOT_CONFIG") or DEFAULT_CONFIG)
+    cfg = _read_yaml(cfg_path)
+    if "env" in cfg:
+        raise ConfigError(str(cfg_path), "env", "secrets and URLs come from the environment, not the file")
+    prof_name = profile_path or env.get("LIGHTER_PROFILE") or cfg.get("profile") or Settings.model_fields["profile"].default
+    prof_path = Path(prof_name)
+    if not prof_path.is_absolute():
+        prof_path = (cfg_path.parent / prof_path) if (cfg_path.parent / prof_path).exists() else REPO_ROOT / prof_path
+    prof = _read_yaml(prof_path)
+    for forbidden in ("env", "profile"):
+        if forbidden in prof:
+            raise ConfigError(str(prof_path), forbidden, "not allowed in a profile")
+    data = _merge(cfg, prof)
+    data["profile"] = str(prof_name)
+    data["env"] = secrets_from_env(env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if p != "__root__")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error" and ": " in msg:  # model-level check naming its own key
+            sub, msg = msg.split(": ", 1)
+            loc = (*loc, *sub.split("."))
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        key = ".".join(str(p) for p in loc) or "-"
+        if loc and loc[0] == "env":
+            file = "environment"
+        elif loc and _has_key(prof, loc):
+            file = str(prof_path)
+        else:
+            file = str(cfg_path)
+        raise ConfigError(file, key, msg) from None

@@ -1,0 +1,182 @@
+"""Versioned messages on the Redis streams.
+
+Prices and sizes are integer ticks and lots in the market's decimals (``shared.markets``): no
+floats on the order path. On the wire each stream entry has three fields, ``type``, ``v`` and
+``d`` (the JSON body), so ``redis-cli XRANGE`` stays readable. ``trace`` maps a hop name to a
+wall-clock ``time.time_ns()`` stamp; it carries the per-hop latency that ``make bench`` reports.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+Level = tuple[int, int]  # (price ticks, size lots)
+Trace = dict[str, int]
+
+
+class Msg(BaseModel):
+    """Base of every bus message: immutable, unknown fields refused (a typo is a bug, not data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- market data ----------------------------------------------------------------------------------
+class BookTop(Msg):
+    """The top ``depth`` levels of one market after applying a venue frame; best price first."""
+
+    type: Literal["book"] = "book"
+    market_id: int
+    seq: int                 # venue order_book nonce after this frame
+    venue_ts_ms: int         # venue's timestamp of the frame
+    bids: list[Level]
+    asks: list[Level]
+    trace: Trace = Field(default_factory=dict)
+
+
+class Trade(Msg):
+    """A public trade; ``taker_is_ask`` tells the aggressor side."""
+
+    type: Literal["trade"] = "trade"
+    market_id: int
+    trade_id: int
+    price: int
+    size: int
+    taker_is_ask: bool
+    ts_ms: int
+
+
+# --- account --------------------------------------------------------------------------------------
+class OrderUpdate(Msg):
+    """One of our orders changed state at the venue (open, filled, canceled-*...)."""
+
+    type: Literal["order"] = "order"
+    market_id: int
+    order_index: int
+    client_order_index: int
+    is_ask: bool
+    price: int
+    initial_size: int
+    remaining_size: int
+    filled_size: int
+    status: str
+    reduce_only: bool = False
+    ts_ms: int
+
+
+class Fill(Msg):
+    """One of our orders traded; ``is_ask`` is our side, ``fee`` signed micro-USDC (negative = rebate)."""
+
+    type: Literal["fill"] = "fill"
+    market_id: int
+    trade_id: int
+    order_index: int
+    client_order_index: int
+    is_ask: bool
+    is_maker: bool
+    price: int
+    size: int
+    fee: int = 0
+    ts_ms: int
+
+
+class Position(Msg):
+    """Our signed position in lots (positive long)."""
+
+    type: Literal["position"] = "position"
+    market_id: int
+    position: int
+    avg_entry_price: int = 0
+    ts_ms: int
+
+
+# --- order flow -----------------------------------------------------------------------------------
+Source = Literal["maker", "hedger", "operator"]
+
+
+class OrderIntent(Msg):
+    """A request to act at the venue. Producers mint ``intent_id`` and ``client_order_index``.
+
+    ``place`` needs price/size/side; ``cancel`` names ``client_order_index``; ``cancel_all``
+    cancels every open order of the market (``market_id`` -1 = all markets).
+    """
+
+    type: Literal["intent"] = "intent"
+    intent_id: str
+    source: Source
+    action: Literal["place", "cancel", "cancel_all"]
+    market_id: int
+    client_order_index: int = 0
+    is_ask: bool = False
+    price: int = 0
+    size: int = 0
+    order_type: Literal["limit", "market"] = "limit"
+    tif: Literal["post_only", "gtt", "ioc"] = "post_only"
+    reduce_only: bool = False
+    created_ms: int
+    ttl_ms: int = 5_000
+    trace: Trace = Field(default_factory=dict)
+
+
+EventKind = Literal["ack", "reject", "veto", "stale", "fill", "canceled", "killed", "error"]
+
+
+class OrderEvent(Msg):
+    """What happened to an intent: guard vetoes, gateway acks/rejects (Lighter code + message), fills."""
+
+    type: Literal["order_event"] = "order_event"
+    kind: EventKind
+    intent_id: str = ""
+    source: str = ""
+    action: str = ""
+    market_id: int = -1
+    client_order_index: int = 0
+    is_ask: bool = False
+    price: int = 0
+    size: int = 0
+    code: int = 0
+    message: str = ""
+    tx_hash: str = ""
+    ts_ms: int
+    trace: Trace = Field(default_factory=dict)
+
+
+AnyMsg = Annotated[
+    Union[BookTop, Trade, OrderUpdate, Fill, Position, OrderIntent, OrderEvent],
+    Field(discriminator="type"),
+]
+_BY_TYPE: dict[str, type[Msg]] = {
+    m.model_fields["type"].default: m for m in (BookTop, Trade, OrderUpdate, Fill, Position, OrderIntent, OrderEvent)
+}
+
+
+class DecodeError(ValueError):
+    """A stream entry that is not a valid message of this schema version."""
+
+
+def encode(msg: Msg) -> dict[str, str]:
+    """Stream-entry fields for ``XADD``."""
+    return {"type": msg.type, "v": str(SCHEMA_VERSION), "d": msg.model_dump_json()}  # type: ignore[attr-defined]
+
+
+def decode(fields: dict[bytes | str, bytes | str]) -> Msg:
+    """Parse stream-entry fields back into a message; raise ``DecodeError`` with the reason."""
+    f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    t = f.get("type")
+    t = t.decode() if isinstance(t, bytes) else t
+    v = f.get("v")
+    v = v.decode() if isinstance(v, bytes) else v
+    if v != str(SCHEMA_VERSION):
+        raise DecodeError(f"unsupported schema version {v!r}")
+    model = _BY_TYPE.get(t or "")
+    if model is None:
+        raise DecodeError(f"unknown message type {t!r}")
+    body = f.get("d")
+    if body is None:
+        raise DecodeError("missing field 'd'")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as e:
+        raise DecodeError(f"invalid {t}: {e.errors()[0]['loc']} {e.errors()[0]['msg']}") from None
