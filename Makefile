@@ -1,0 +1,17 @@
+# lighter-bot: the two commands in the README do all set-up on a fresh Debian/Ubuntu machine.
+.PHONY: setup run test bench clean
+
+setup:
+	@scripts/bootstrap.sh
+
+run: setup  ## Redis + local Lighter venue + the five services; Ctrl-C stops all and cancels orders
+	.venv/bin/python -m core.main $(ARGS)
+
+test: setup  ## the whole suite against a real redis-server, the real SDK signer and the local venue
+	.venv/bin/python -m pytest $(ARGS)
+
+bench: setup  ## latency per hop and venue throughput; see BENCHMARKS.md
+	.venv/bin/python -m bench $(ARGS)
+
+clean:
+	rm -rf var/ .pytest_cache bench-results

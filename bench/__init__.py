@@ -1,0 +1,1 @@
+"""``make bench``: end-to-end latency per hop and the venue's throughput."""

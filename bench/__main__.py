@@ -1,0 +1,91 @@
+"""``python -m bench``: run the whole system on the local venue, collect traces, print tables.
+
+Method: start ``core.main`` on a port offset (its own Redis, venue and services), let the maker
+quote for ``--seconds``, then read every ``ack`` on ``orders:events`` and compute per-hop
+p50/p99 from the carried traces. Then run the venue's own throughput benchmark. Results go to
+``bench-results/latest.json`` and stdout (markdown, ready for BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from redis.asyncio import Redis
+
+from bench.latency import hop_table, markdown
+from shared import keys
+from shared.cli import Parser
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+async def collect(redis_url: str) -> list[dict[str, int]]:
+    r = Redis.from_url(redis_url)
+    traces: list[dict[str, int]] = []
+    for _, f in await r.xrange(keys.ORDERS_EVENTS):
+        d = orjson.loads(f[b"d"])
+        if d.get("kind") == "ack" and d.get("source") == "maker" and d.get("action") == "place":
+            traces.append(d.get("trace", {}))
+    await r.aclose()
+    return traces
+
+
+def run_system(seconds: float, offset: int) -> list[dict[str, int]]:
+    env = dict(os.environ)
+    env_file = REPO / "var" / f"bench-{offset}.env"
+    env_file.parent.mkdir(exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "core.main", "--port-offset", str(offset), "--env-file", str(env_file)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(seconds)
+        traces = asyncio.run(collect(f"redis://127.0.0.1:{6399 + offset}/0"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    return traces
+
+
+def main() -> None:
+    p = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="how long the system quotes (default 60)")
+    p.add_argument("--port-offset", type=int, default=300, help="port offset for the bench system (default 300)")
+    p.add_argument("--skip-venue", action="store_true", help="skip the venue throughput benchmark")
+    a = p.parse_args()
+    print(f"machine: {machine()}")
+    traces = run_system(a.seconds, a.port_offset)
+    table = hop_table(traces)
+    print(f"\nEnd-to-end latency, {len(traces)} maker place intents over {a.seconds:.0f} s:\n")
+    print(markdown(table))
+    results: dict[str, object] = {"machine": machine(), "latency": table, "ts": int(time.time())}
+    if not a.skip_venue:
+        out = subprocess.run([sys.executable, "-m", "services.venue.bench"], cwd=REPO, capture_output=True, text=True)
+        print("\nVenue throughput:\n" + out.stdout)
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+        results["venue"] = out.stdout
+    Path(REPO / "bench-results").mkdir(exist_ok=True)
+    (REPO / "bench-results" / "latest.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Local orchestration of the whole system (the user's ``core/main.py``)."""

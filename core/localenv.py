@@ -1,0 +1,51 @@
+"""Credentials for the local run: ``.env.local`` (git-ignored, mode 0600), created once.
+
+The file holds the same variables a mainnet run uses, so switching venues is an edit of this
+file (or of the environment), never of code. The venue reads ``LIGHTER_API_PUBLIC_KEY`` to
+register the key for the account, as Lighter's ChangePubKey would.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LOCAL_ACCOUNT_INDEX = 100
+LOCAL_API_KEY_INDEX = 4  # 0-3 are reserved for Lighter's web/mobile UI
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        out[k.strip()] = v.strip().strip("'\"")
+    return out
+
+
+def ensure_local_env(path: Path, base_url: str) -> dict[str, str]:
+    """Return the local credentials, generating an API key pair with the SDK when absent."""
+    env = read_env_file(path)
+    if env.get("LIGHTER_API_PRIVATE_KEY") and env.get("LIGHTER_API_PUBLIC_KEY"):
+        return env
+    from lighter.signer_client import create_api_key  # the official signer makes the key
+
+    priv, pub, err = create_api_key()
+    if err:
+        raise RuntimeError(f"cannot create a local API key: {err}")
+    env = {
+        "LIGHTER_BASE_URL": base_url,
+        "LIGHTER_ACCOUNT_INDEX": str(LOCAL_ACCOUNT_INDEX),
+        "LIGHTER_API_KEY_INDEX": str(LOCAL_API_KEY_INDEX),
+        "LIGHTER_API_PRIVATE_KEY": priv,
+        "LIGHTER_API_PUBLIC_KEY": pub.removeprefix("0x"),
+    }
+    body = "# Local-venue credentials written by `make run`; git-ignored. Never commit a real key.\n"
+    body += "".join(f"{k}={v}\n" for k, v in env.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    return env

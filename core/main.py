@@ -1,0 +1,262 @@
+"""Run the whole system locally: Redis, the local Lighter venue and the five services.
+
+``make run`` calls this. Children run in their own sessions (a terminal Ctrl-C reaches only the
+supervisor), die with it (PDEATHSIG), are restarted with backoff if they crash, and are stopped
+in dependency order on Ctrl-C/SIGTERM: producers first, the gateway (which cancels every open
+order) after them, then the venue and Redis. An aggregate ``/health`` listens on port 8000.
+
+Pointing at mainnet is configuration only: ``--no-venue`` with ``LIGHTER_BASE_URL`` and the
+credentials in the environment.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from core.localenv import ensure_local_env, read_env_file
+from shared.cli import Parser, fail
+from shared.config import REPO_ROOT, ConfigError, load_settings
+
+SERVICES = ("gateway", "guard", "feed", "hedger", "maker")  # start order; stop order is the reverse
+STOP_ORDER = (("maker", "hedger"), ("feed", "guard"), ("gateway",), ("venue",), ("redis",))
+AGGREGATE_PORT = 8000
+REDIS_PORT = 6399
+
+
+def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health_url: str | None
+    proc: asyncio.subprocess.Process | None = None
+    restarts: list[float] = field(default_factory=list)
+    stopping: bool = False
+
+
+class Supervisor:
+    def __init__(self, children: list[Child], aggregate_port: int) -> None:
+        self.children = {c.name: c for c in children}
+        self.aggregate_port = aggregate_port
+        self.stop = asyncio.Event()
+        self.failed = False
+
+    async def _pipe(self, c: Child) -> None:
+        assert c.proc and c.proc.stdout
+        while line := await c.proc.stdout.readline():
+            sys.stdout.write(f"{c.name:<8}| {line.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    async def start(self, c: Child) -> None:
+        c.proc = await asyncio.create_subprocess_exec(
+            *c.argv, env=c.env, cwd=str(REPO_ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_pdeathsig)
+        asyncio.create_task(self._pipe(c))
+        asyncio.create_task(self._watch(c, c.proc))
+
+    async def _watch(self, c: Child, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if c.stopping or self.stop.is_set():
+            return
+        now = time.monotonic()
+        c.restarts = [t for t in c.restarts if now - t < 60] + [now]
+        if code == 2 or len(c.restarts) > 5:
+            print(f"supervisor| {c.name} exited with {code}; giving up and stopping everything", flush=True)
+            self.failed = True
+            self.stop.set()
+            return
+        delay = min(0.5 * 2 ** (len(c.restarts) - 1), 8.0)
+        print(f"supervisor| {c.name} exited with {code}; restarting in {delay:.1f}s", flush=True)
+        await asyncio.sleep(delay)
+        if not self.stop.is_set():
+            await self.start(c)
+
+    async def wait_healthy(self, c: Child, timeout: float) -> bool:
+        if c.health_url is None:
+            return True
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline and not self.stop.is_set():
+                try:
+                    async with s.get(c.health_url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        if r.status == 200:
+                            return True
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.2)
+        return False
+
+    async def wait_tcp(self, port: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return True
+            except OSError:
+                await asyncio.sleep(0.1)
+        return False
+
+    async def terminate(self, names: Sequence[str], timeout: float = 20) -> None:
+        procs = []
+        for n in names:
+            c = self.children.get(n)
+            if c and c.proc and c.proc.returncode is None:
+                c.stopping = True
+                c.proc.send_signal(signal.SIGTERM)
+                procs.append(c.proc)
+        if procs:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), timeout)
+            except asyncio.TimeoutError:
+                for p in procs:
+                    if p.returncode is None:
+                        p.kill()
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        out: dict[str, object] = {}
+        ok = True
+        async with aiohttp.ClientSession() as s:
+            for c in self.children.values():
+                if c.health_url is None:
+                    alive = c.proc is not None and c.proc.returncode is None
+                    out[c.name] = {"status": "running" if alive else "down"}
+                    ok &= alive
+                    continue
+                try:
+                    async with s.get(c.health_url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        out[c.name] = {"status": "ok" if r.status == 200 else "unhealthy", "http": r.status}
+                        ok &= r.status == 200
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    out[c.name] = {"status": "down"}
+                    ok = False
+        return ok, out
+
+    async def serve_health(self) -> web.AppRunner:
+        async def handler(_: web.Request) -> web.Response:
+            ok, detail = await self.health()
+            return web.json_response({"status": "ok" if ok else "unhealthy", "services": detail}, status=200 if ok else 503)
+
+        app = web.Application()
+        app.router.add_get("/health", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.aggregate_port).start()
+        return runner
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        runner = await self.serve_health()
+        try:
+            for name in ("redis", "venue", *SERVICES):
+                c = self.children.get(name)
+                if c is None:
+                    continue
+                await self.start(c)
+                if name == "redis" and not await self.wait_tcp(int(c.argv[c.argv.index("--port") + 1]), 15):
+                    print("supervisor| redis did not start", flush=True)
+                    return 1
+                if name == "venue" and not await self.wait_healthy(c, 30):
+                    print("supervisor| venue did not become healthy", flush=True)
+                    return 1
+            print(f"supervisor| all started; aggregate health on http://127.0.0.1:{self.aggregate_port}/health"
+                  " — Ctrl-C stops everything and cancels open orders", flush=True)
+            await self.stop.wait()
+        finally:
+            print("supervisor| stopping", flush=True)
+            for group in STOP_ORDER:
+                await self.terminate(group)
+            await runner.cleanup()
+        return 1 if self.failed else 0
+
+
+def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
+    a = args  # argparse namespace
+    off = a.port_offset  # type: ignore[attr-defined]
+    py = sys.executable
+    children: list[Child] = []
+    env = dict(env_base)
+    if not a.no_redis:  # type: ignore[attr-defined]
+        rport = REDIS_PORT + off
+        data = REPO_ROOT / "var" / ("redis" if off == 0 else f"redis-{rport}")
+        data.mkdir(parents=True, exist_ok=True)
+        children.append(Child("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--dir", str(data),
+                                        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                                        "--daemonize", "no", "--loglevel", "warning"], env, None))
+        env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+    settings = a.settings  # type: ignore[attr-defined]
+    if not a.no_venue:  # type: ignore[attr-defined]
+        vport = settings.ports.venue + off
+        v = settings.venue
+        argv = [py, "-m", "services.venue", "--host", "127.0.0.1", "--port", str(vport), "--seed", str(a.seed or v.seed),
+                "--model", a.model or v.model, "--tier", v.tier]
+        if a.venue_admin:  # type: ignore[attr-defined]
+            argv.append("--admin")
+        children.append(Child("venue", argv, env, f"http://127.0.0.1:{vport}/health"))
+    for name in SERVICES:
+        port = getattr(settings.ports, name) + off
+        argv = [py, "-m", f"services.{name}", "--port", str(port), "--host", "127.0.0.1"]
+        if a.config:  # type: ignore[attr-defined]
+            argv += ["--config", a.config]  # type: ignore[attr-defined]
+        children.append(Child(name, argv, env, f"http://127.0.0.1:{port}/health"))
+    return children
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = Parser(prog="python -m core.main", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="config file (default config.yaml)")
+    p.add_argument("--no-venue", action="store_true", help="do not start the local venue (use $LIGHTER_BASE_URL)")
+    p.add_argument("--no-redis", action="store_true", help="do not start redis-server (use $REDIS_URL)")
+    p.add_argument("--seed", type=int, help="local venue RNG seed (default venue.seed)")
+    p.add_argument("--model", help="local venue market model (default venue.model)")
+    p.add_argument("--venue-admin", action="store_true", help="enable the local venue's /admin API (loopback only)")
+    p.add_argument("--port-offset", type=int, default=0, help="add N to every port (run a second copy side by side)")
+    p.add_argument("--env-file", default=str(REPO_ROOT / ".env.local"), help="local credentials file (default .env.local)")
+    a = p.parse_args(argv)
+    env = dict(os.environ)
+    if not a.no_venue:
+        base = f"http://127.0.0.1:{8700 + a.port_offset}"
+        local = ensure_local_env(Path(a.env_file), base)
+        env.update(local)
+        env["LIGHTER_BASE_URL"] = base
+    else:
+        env.update({k: v for k, v in read_env_file(Path(a.env_file)).items() if k not in env})
+        missing = [k for k in ("LIGHTER_BASE_URL", "LIGHTER_ACCOUNT_INDEX", "LIGHTER_API_KEY_INDEX", "LIGHTER_API_PRIVATE_KEY")
+                   if not env.get(k)]
+        if missing:
+            fail(p.prog, f"--no-venue needs {', '.join(missing)} in the environment or {a.env_file}")
+    if a.no_redis and not env.get("REDIS_URL"):
+        fail(p.prog, "--no-redis needs REDIS_URL")
+    if not a.no_redis and not any(os.access(os.path.join(d, "redis-server"), os.X_OK)
+                                  for d in os.environ.get("PATH", "").split(os.pathsep)):
+        fail(p.prog, "redis-server not found: run 'make run' as root (it apt-installs it) or 'sudo apt-get install redis-server'")
+    try:
+        a.settings = load_settings(a.config, env=env)
+    except ConfigError as e:
+        sys.stderr.write(f"{p.prog}: config error: {e}\n")
+        raise SystemExit(2) from None
+    sup = Supervisor(build_children(a, env), AGGREGATE_PORT + a.port_offset)
+    raise SystemExit(asyncio.run(sup.run()))
+
+
+if __name__ == "__main__":
+    main()
