@@ -1,0 +1,174 @@
+"""The whole system from the outside, as an operator sees it: ``python -m core.main`` (what
+``make run`` runs) with its own Redis, the local venue and the five services, checked only
+through public surfaces: /health, the venue's REST API via the official SDK, and redis-cli keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import lighter
+import pytest
+from redis.asyncio import Redis
+
+from core.localenv import read_env_file
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _offset() -> int:
+    """A port offset whose whole range (6399, 8000, 8081-8085, 8700 + offset) is free right now."""
+    for _ in range(50):
+        off = free_port() % 20000 + 1000
+        ports = [6399 + off, 8000 + off, 8700 + off, *(p + off for p in range(8081, 8086))]
+        try:
+            import socket
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return off
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+class System:
+    def __init__(self, off: int, env_file: Path, log: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.off, self.env_file, self.log, self.proc = off, env_file, log, proc
+        self.redis_url = f"redis://127.0.0.1:{6399 + off}/0"
+        self.base_url = f"http://127.0.0.1:{8700 + off}"
+        self.env = read_env_file(env_file)
+
+    def port(self, base: int) -> int:
+        return base + self.off
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    off = _offset()
+    d = tmp_path_factory.mktemp("system")
+    log = d / "system.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "core.main", "--port-offset", str(off), "--env-file", str(d / ".env.local")],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while not (d / ".env.local").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sysm = System(off, d / ".env.local", log, proc)
+    try:
+        yield sysm
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _health(session: aiohttp.ClientSession, port: int) -> int:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/health", timeout=aiohttp.ClientTimeout(total=1)) as r:
+            return r.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return 0
+
+
+@pytest.fixture
+async def venue(system: System) -> AsyncIterator[tuple[lighter.OrderApi, object]]:
+    """The official SDK pointed at the local venue, with an auth token for our account."""
+    env = system.env
+    signer = lighter.SignerClient(url=system.base_url, account_index=int(env["LIGHTER_ACCOUNT_INDEX"]),
+                                  api_private_keys={int(env["LIGHTER_API_KEY_INDEX"]): env["LIGHTER_API_PRIVATE_KEY"]},
+                                  chain_id=304)
+    api = lighter.ApiClient(lighter.Configuration(host=system.base_url))
+    try:
+        yield lighter.OrderApi(api), signer
+    finally:
+        await api.close()
+        await signer.close()
+
+
+async def _open_orders(system: System, order_api: lighter.OrderApi, signer: object) -> list[lighter.Order]:
+    token, err = signer.create_auth_token_with_expiry(api_key_index=int(system.env["LIGHTER_API_KEY_INDEX"]))  # type: ignore[attr-defined]
+    assert err is None
+    res = await order_api.account_active_orders(account_index=int(system.env["LIGHTER_ACCOUNT_INDEX"]), market_id=2,
+                                                authorization=token)
+    return list(res.orders or [])
+
+
+async def test_all_five_services_healthy_within_60s(system: System) -> None:
+    ports = {n: system.port(p) for n, p in (("feed", 8081), ("maker", 8082), ("hedger", 8083), ("guard", 8084), ("gateway", 8085))}
+    deadline = time.monotonic() + 60
+    status: dict[str, int] = {}
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            status = {n: await _health(s, p) for n, p in ports.items()}
+            if all(v == 200 for v in status.values()):
+                break
+            await asyncio.sleep(0.5)
+        assert all(v == 200 for v in status.values()), f"{status}\n{system.log.read_text()[-4000:]}"
+        assert await _health(s, system.port(8000)) == 200
+
+
+async def test_bid_and_ask_rest_at_the_venue(system: System, venue: tuple[lighter.OrderApi, object]) -> None:
+    order_api, signer = venue
+    deadline = time.monotonic() + 30
+    orders: list[lighter.Order] = []
+    while time.monotonic() < deadline:
+        orders = await _open_orders(system, order_api, signer)
+        if any(o.is_ask for o in orders) and any(not o.is_ask for o in orders):
+            break
+        await asyncio.sleep(0.5)
+    assert any(o.is_ask for o in orders) and any(not o.is_ask for o in orders), system.log.read_text()[-4000:]
+    assert all(o.time_in_force == "post-only" for o in orders)
+
+
+async def test_kill_flag_flattens_within_1s_and_blocks_new_orders(system: System, venue: tuple[lighter.OrderApi, object]) -> None:
+    order_api, signer = venue
+    r = Redis.from_url(system.redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not await _open_orders(system, order_api, signer):
+            assert time.monotonic() < deadline, "no quotes to kill"
+            await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        await r.set("risk:kill", "manual")
+        while await _open_orders(system, order_api, signer):
+            assert time.monotonic() - t0 < 1.0, "orders still open 1 s after SET risk:kill"
+            await asyncio.sleep(0.05)
+        quiet_until = time.monotonic() + 3
+        while time.monotonic() < quiet_until:
+            assert await _open_orders(system, order_api, signer) == [], "an order was placed while killed"
+            await asyncio.sleep(0.25)
+        await r.delete("risk:kill")
+        deadline = time.monotonic() + 20
+        while not await _open_orders(system, order_api, signer):
+            assert time.monotonic() < deadline, "quoting did not resume after DEL risk:kill"
+            await asyncio.sleep(0.3)
+    finally:
+        await r.delete("risk:kill")
+        await r.aclose()
+
+
+async def test_streams_are_inspectable_and_secrets_never_logged(system: System) -> None:
+    r = Redis.from_url(system.redis_url)
+    try:
+        for stream in ("md:book:2", "orders:intents", "orders:approved", "orders:events"):
+            assert await r.xlen(stream) > 0, stream
+        key = system.env["LIGHTER_API_PRIVATE_KEY"]
+        for stream in ("md:book:2", "orders:intents", "orders:approved", "orders:events", "acct:100"):
+            for _, fields in await r.xrange(stream, count=2000):
+                assert key[2:] not in str(fields)
+    finally:
+        await r.aclose()
+    text = system.log.read_text()
+    assert key[2:] not in text and key not in text
