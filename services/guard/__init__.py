@@ -1,0 +1,1 @@
+"""Risk guard: the last word on every order intent (rules in ``core.py``, I/O in ``app.py``)."""

@@ -1,0 +1,302 @@
+"""The guard's I/O shell: streams in, verdicts out, around the pure ``GuardCore``.
+
+One consumer (group ``guard``) reads our account stream, ``orders:events`` and
+``orders:intents``; per batch the account/events entries update the core first, then
+``risk:kill`` is read (GET) and each intent gets a verdict, published before its XACK. An intent
+whose verdict could not be published stays in the inbox and is retried with the same verdict,
+so a Redis outage never produces a second, different verdict. A second task tails
+``md:book:{m}`` for the mid. Malformed entries are dead-lettered to ``dlq:guard`` and acked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from redis.exceptions import ResponseError
+
+from shared import clock, keys
+from shared.bus import Entry, GroupConsumer, TailReader
+from shared.cli import fail
+from shared.config import Settings
+from shared.runtime import REDIS_ERRORS, Runtime
+from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position
+
+from services.guard.core import (
+    Approve,
+    Command,
+    Duplicate,
+    GuardCore,
+    GuardLimits,
+    KillState,
+    Recovered,
+    SetKill,
+    Veto,
+)
+from services.guard.recovery import id_key, recover
+from services.guard.rules import human
+
+log = logging.getLogger("guard")
+
+VERDICTS = Counter("mm_guard_verdicts_total", "Guard verdicts on order intents", ["verdict", "reason"])
+KILL_TRIPS = Counter("mm_kill_trips_total", "Times the guard tripped risk:kill on a limit breach")
+POSITION = Gauge("mm_position_lots", "Our signed position in lots as tracked by the guard", ["market"])
+
+MID_MAX_AGE_S = 10.0       # unhealthy when the mid is older than this while intents arrive
+KILL_REFRESH_S = 1.0       # re-read risk:kill at least this often even without intents (health)
+ACCOUNT_TYPES = (Position, OrderUpdate, Fill)
+
+
+def _fields(msg: Msg) -> dict[str, str]:
+    return {"type": msg.type, "d": msg.model_dump_json()}  # type: ignore[attr-defined]
+
+
+class GuardService:
+    """``shared.runtime.Service`` for the guard."""
+
+    name = "guard"
+
+    def __init__(self, settings: Settings, consumer: str = "guard-1", block_ms: int = 1000) -> None:
+        if settings.env.account_index is None:
+            raise ValueError("LIGHTER_ACCOUNT_INDEX is required: the guard tracks our account stream")
+        self.settings = settings
+        self.spec = settings.market_spec
+        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings))
+        self.acct_stream = keys.acct(settings.env.account_index)
+        self.consumer_name = consumer
+        self.block_ms = block_ms
+        self._consumer: GroupConsumer | None = None
+        self._books: TailReader | None = None
+        self._inbox: list[Entry] = []                     # read, not yet fully handled (acked)
+        self._decided: dict[str, tuple[str, Msg]] = {}   # entry id -> verdict to publish: judged once, resent unchanged
+        self._kill_todo: str | None = None
+        self._kill_read_at = 0.0
+        self._last_ids: dict[str, tuple[int, int]] = {}
+        self._started = False
+        self._position_gauge = POSITION.labels(str(self.spec.market_id))
+
+    # --- Service protocol -------------------------------------------------------------------------
+    async def start(self, rt: Runtime) -> None:
+        now = clock.now_ms()
+        self._consumer = GroupConsumer(rt.bus, [self.acct_stream, keys.ORDERS_EVENTS, keys.ORDERS_INTENTS],
+                                       keys.GROUP_GUARD, self.consumer_name, block_ms=self.block_ms)
+        await self._consumer.ensure_groups()
+        await self._consumer.claim_idle()  # a dead instance's entries become ours; read() re-reads them from 0
+        self._books = TailReader(rt.bus, [keys.md_book(self.spec.market_id)], block_ms=self.block_ms, conflate=True)
+        await self._load_book(rt, now)
+        window = (self.settings.gateway.order_expiry_s + 60) * 1000
+        rec = await recover(rt.redis, self.acct_stream, self.spec.market_id, now, window)
+        for at_ms, ev in rec.events:
+            self.core.handle(ev, at_ms)  # history: its commands were carried out back then
+        self._last_ids = dict(rec.last_ids)
+        now = clock.now_ms()
+        self.core.on_timer(now)
+        await self._execute(rt, self.core.handle(Recovered(rec.known_verdicts), now))
+        self._position_gauge.set(self.core.position)
+        self._started = True
+        log.info("guard started: market %d, position %s %s, %d resting, enabled=%s", self.spec.market_id,
+                 human(self.core.position, self.spec.size_decimals), self.spec.symbol, len(self.core.resting),
+                 self.core.limits.enabled)
+
+    async def run(self, rt: Runtime) -> None:
+        await asyncio.gather(rt.loop(lambda: self._order_step(rt)), rt.loop(lambda: self._book_step(rt)))
+
+    async def stop(self, rt: Runtime) -> None:
+        if self._inbox:
+            log.warning("stopping with %d entries unhandled; they are re-read at the next start", len(self._inbox))
+
+    def ready(self) -> bool:
+        return self._started
+
+    def health(self, now: float) -> tuple[bool, dict[str, Any]]:
+        c, dec = self.core, self.spec.size_decimals
+
+        def age(ms: int | None) -> float | None:
+            return None if ms is None else round(now - ms / 1000, 3)
+
+        ages = {"intent": age(c.last_intent_ms), "book": age(c.last_book_ms),
+                "account": age(c.last_account_ms), "fill": age(c.last_fill_ms),
+                "kill_read": round(now - self._kill_read_at, 3) if self._kill_read_at else None}
+        problems: list[str] = []
+        intents_flowing = ages["intent"] is not None and ages["intent"] <= MID_MAX_AGE_S
+        if intents_flowing and (ages["book"] is None or ages["book"] > MID_MAX_AGE_S):
+            problems.append(f"mid older than {MID_MAX_AGE_S:g}s while intents arrive")
+        res = list(c.resting.values())
+        fly = [f.order for f in c.in_flight.values()]
+        detail = {
+            "enabled": c.limits.enabled,
+            "kill": {"set": c.kill is not None, "reason": c.kill, "readable": c.kill_known},
+            "position": {"lots": c.position, "units": human(c.position, dec), "symbol": self.spec.symbol,
+                         "known": c.position_known, "breached": c.breached},
+            "mid": c.mid_human,
+            "resting": {"bids": sum(not o.is_ask for o in res), "asks": sum(o.is_ask for o in res),
+                        "bid_lots": sum(o.size for o in res if not o.is_ask),
+                        "ask_lots": sum(o.size for o in res if o.is_ask)},
+            "in_flight": {"bids": sum(not o.is_ask for o in fly), "asks": sum(o.is_ask for o in fly)},
+            "verdicts": {"approved": dict(c.approved), "vetoed": dict(c.vetoed), "duplicates": c.duplicates},
+            "kill_trips": c.kill_trips,
+            "fills": c.fills,
+            "unhandled": len(self._inbox),
+            "age_s": ages,
+            "problems": problems,
+        }
+        return not problems, detail
+
+    # --- order flow -------------------------------------------------------------------------------
+    async def _order_step(self, rt: Runtime) -> None:
+        """One batch: state entries first (the freshest state judges the intents), then verdicts.
+
+        Entries stay in ``_inbox`` until done, so a Redis error mid-batch resumes where it stopped
+        instead of leaving entries pending until the next restart.
+        """
+        assert self._consumer is not None
+        self.core.on_timer(clock.now_ms())
+        if self._kill_todo is not None:
+            await self._set_kill(rt, self._kill_todo)
+        if not self._inbox:
+            entries = await self._consumer.read()
+            self._inbox = ([e for e in entries if e.stream != keys.ORDERS_INTENTS]
+                           + [e for e in entries if e.stream == keys.ORDERS_INTENTS])
+        if any(e.stream == keys.ORDERS_INTENTS for e in self._inbox) or self._kill_stale():
+            await self._read_kill(rt)
+        while self._inbox:
+            e = self._inbox[0]
+            if e.stream != keys.ORDERS_INTENTS:
+                await self._apply_state(rt, e)
+            elif not isinstance(e.msg, OrderIntent):
+                await self._reject_entry(rt, e, f"unexpected {e.msg.type} on {e.stream}")
+            else:
+                out = self._decided.get(e.id)
+                if out is None:
+                    out = self._decided[e.id] = self._decide(e)
+                if out[0]:
+                    await rt.bus.publish(out[0], out[1])
+                await self._consumer.ack(e.stream, e.id)
+                self._decided.pop(e.id, None)
+            self._inbox.pop(0)
+
+    def _decide(self, entry: Entry) -> tuple[str, Msg]:
+        """Judge one intent once; the result is kept until published (retries resend it unchanged)."""
+        it = entry.msg
+        assert isinstance(it, OrderIntent)
+        now = clock.now_ms()
+        try:
+            cmds = self.core.handle(it, now)
+        except Exception:  # noqa: BLE001 - a bug must not approve: fail closed, keep running
+            log.exception("guard core failed on intent %s; vetoing", it.intent_id)
+            cmds = [Veto(it, "error", "error: guard internal error")]
+        for c in cmds:
+            if isinstance(c, Approve):
+                VERDICTS.labels("approved", c.reason).inc()
+                log.debug("approved %s (%s)", it.intent_id, c.reason)
+                trace = {**it.trace, "guard": clock.now_ns()}
+                return keys.ORDERS_APPROVED, it.model_copy(update={"trace": trace})
+            if isinstance(c, Veto):
+                VERDICTS.labels("vetoed", c.reason).inc()
+                log.info("vetoed %s %s %s: %s", it.intent_id, it.action, "ask" if it.is_ask else "bid", c.message)
+                trace = {**it.trace, "guard": clock.now_ns()}
+                return keys.ORDERS_EVENTS, OrderEvent(
+                    kind="veto", intent_id=it.intent_id, source=it.source, action=it.action, market_id=it.market_id,
+                    client_order_index=it.client_order_index, is_ask=it.is_ask, price=it.price, size=it.size,
+                    message=c.message, ts_ms=now, trace=trace)
+            if isinstance(c, Duplicate):
+                VERDICTS.labels("duplicate", "redelivered").inc()
+                log.info("intent %s already had a verdict before the restart; acking only", it.intent_id)
+                return "", it
+        raise AssertionError(f"core returned no verdict for {it.intent_id}")  # pragma: no cover
+
+    def _kill_stale(self) -> bool:
+        return clock.now_ms() / 1000 - self._kill_read_at > KILL_REFRESH_S
+
+    async def _read_kill(self, rt: Runtime) -> None:
+        """GET risk:kill into the core; an unreadable flag fails closed (places vetoed)."""
+        now = clock.now_ms()
+        try:
+            raw = await rt.redis.get(keys.RISK_KILL)
+        except ResponseError as e:  # e.g. WRONGTYPE: somebody stored something odd there
+            log.error("risk:kill unreadable (%s); vetoing places", e)
+            self.core.handle(KillState(None, readable=False), now)
+            return
+        except REDIS_ERRORS:
+            self.core.handle(KillState(None, readable=False), now)
+            raise
+        reason = None if raw is None else (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+        if reason != self.core.kill:
+            log.warning("risk:kill %s", f"set: {reason}" if reason is not None else "cleared; resuming")
+        self.core.handle(KillState(reason), now)
+        self._kill_read_at = now / 1000
+
+    # --- state streams ----------------------------------------------------------------------------
+    async def _apply_state(self, rt: Runtime, e: Entry) -> None:
+        assert self._consumer is not None
+        key = id_key(e.id)
+        if key <= self._last_ids.get(e.stream, (-1, -1)):  # applied already (start-up replay, or before an error)
+            await self._consumer.ack(e.stream, e.id)
+            return
+        self._last_ids[e.stream] = key
+        expected = ACCOUNT_TYPES if e.stream == self.acct_stream else (OrderEvent,)
+        if not isinstance(e.msg, expected):
+            await self._reject_entry(rt, e, f"unexpected {e.msg.type} on {e.stream}")
+            return
+        try:
+            cmds = self.core.handle(e.msg, clock.now_ms())
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the guard
+            log.exception("guard core failed on %s %s", e.stream, e.id)
+            await self._reject_entry(rt, e, f"handler error: {type(exc).__name__}")
+            return
+        if isinstance(e.msg, Position):
+            self._position_gauge.set(self.core.position)
+        await self._execute(rt, cmds)
+        await self._consumer.ack(e.stream, e.id)
+
+    async def _reject_entry(self, rt: Runtime, e: Entry, error: str) -> None:
+        assert self._consumer is not None
+        await rt.bus.dead_letter(e.stream, e.id, _fields(e.msg), error)
+        await self._consumer.ack(e.stream, e.id)
+
+    # --- market data ------------------------------------------------------------------------------
+    async def _book_step(self, rt: Runtime) -> None:
+        assert self._books is not None
+        for e in await self._books.read():
+            if isinstance(e.msg, BookTop):
+                await self._execute(rt, self.core.handle(e.msg, clock.now_ms()))
+            else:
+                await rt.bus.dead_letter(e.stream, e.id, _fields(e.msg), f"unexpected {e.msg.type} on {e.stream}")
+
+    async def _load_book(self, rt: Runtime, now: int) -> None:
+        """Seed the mid from ``book:{m}``, aged by the venue timestamp (a dead feed's book is old)."""
+        raw = await rt.redis.get(keys.book_latest(self.spec.market_id))
+        if raw is None:
+            return
+        try:
+            book = BookTop.model_validate_json(raw)
+        except ValueError as e:
+            log.warning("ignoring malformed %s: %s", keys.book_latest(self.spec.market_id), str(e).splitlines()[0])
+            return
+        self.core.handle(book, min(now, book.venue_ts_ms))
+
+    # --- commands ---------------------------------------------------------------------------------
+    async def _execute(self, rt: Runtime, cmds: list[Command]) -> None:
+        for c in cmds:
+            if isinstance(c, SetKill):
+                KILL_TRIPS.inc()
+                log.error("limit breached, tripping kill: %s", c.reason)
+                self._kill_todo = c.reason
+                await self._set_kill(rt, c.reason)
+
+    async def _set_kill(self, rt: Runtime, reason: str) -> None:
+        if await rt.redis.set(keys.RISK_KILL, reason, nx=True):
+            log.error("risk:kill set: %s", reason)
+        else:
+            current = await rt.redis.get(keys.RISK_KILL)
+            log.warning("risk:kill already set (%r); keeping it", current.decode("utf-8", "replace") if isinstance(current, bytes) else current)
+        self._kill_todo = None
+
+
+def build(settings: Settings) -> GuardService:
+    """Factory for ``run_service``: refuses to start without the account to watch."""
+    if settings.env.account_index is None:
+        fail("python -m services.guard", "LIGHTER_ACCOUNT_INDEX is required: the guard tracks our account stream")
+    return GuardService(settings)
+

@@ -1,0 +1,345 @@
+"""The guard's pure decision core: the last word on every order intent.
+
+State: our position, our resting orders, places approved but not yet seen at the venue, the mid
+and the kill flag. ``handle(event, now_ms)`` returns commands (approve, veto, trip the kill flag)
+and never does I/O, reads a clock or draws random numbers, so every rule is unit-testable and a
+recorded stream replays deterministically.
+
+Rules for a ``place`` (in this order; ``cancel``/``cancel_all`` are always approved):
+ 1. kill flag set (or unreadable) -> veto ``kill: <reason>``; this holds even with ``guard.enabled: false``;
+ 2. ``guard.enabled: false`` -> approve everything else (the guard rails are off);
+ 3. wrong market, non-positive price/size, reused client_order_index -> veto ``market``/``invalid``;
+ 4. ``created_ms + ttl_ms < now`` -> veto ``stale``;
+ 5. crosses one of our own orders on the other side (resting or approved in flight) -> ``self-trade``;
+ 6. worst-case position counting resting and in-flight orders beyond ``guard.max_position_units``
+    -> ``position`` (an order that reduces an over-limit position passes);
+ 7. the same worst case x mid (order price without a mid) above ``guard.max_inventory_notional``
+    -> ``notional``.
+A limit breached by the *actual* position trips the kill flag once per breach episode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from shared.config import Settings
+from shared.markets import MarketSpec, round_down
+from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position
+
+from services.guard.rules import (
+    OwnOrder,
+    human,
+    human_dec,
+    human_px2,
+    notional2_micro,
+    self_trade_conflict,
+    would_self_trade,
+    worst_long,
+    worst_short,
+)
+
+__all__ = [
+    "Approve", "Command", "Duplicate", "GuardCore", "GuardLimits", "KillState", "OwnOrder", "Recovered",
+    "Replayed", "SetKill", "Veto", "self_trade_conflict", "would_self_trade",
+]
+
+PENDING_GRACE_MS = 10_000           # an approved place unseen at the venue is dropped after ttl + this
+KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
+LIVE_STATUSES = frozenset({"open", "pending", "in-progress"})
+
+
+# --- events the shell feeds in besides shared.schemas messages -------------------------------------
+@dataclass(frozen=True, slots=True)
+class KillState:
+    """The value of ``risk:kill`` read just before a verdict batch; ``readable=False`` fails closed."""
+
+    reason: str | None
+    readable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """An intent this guard approved before a restart (from ``orders:approved``): counts as in flight."""
+
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """End of start-up replay: intents that already got a verdict (not to be judged twice)."""
+
+    known_verdicts: frozenset[str] = frozenset()
+
+
+Event = Msg | KillState | Replayed | Recovered
+
+
+# --- commands -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Approve:
+    """Publish the intent to ``orders:approved``; ``reason`` is the metric label (ok/cancel/disabled)."""
+
+    intent: OrderIntent
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Veto:
+    """Publish a ``veto`` OrderEvent; ``reason`` is the metric label, ``message`` goes to the event."""
+
+    intent: OrderIntent
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A redelivered intent whose verdict was already published: acknowledge, publish nothing."""
+
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class SetKill:
+    """Halt trading: ``SET risk:kill <reason> NX`` (an operator's reason is never overwritten)."""
+
+    reason: str
+
+
+Command = Approve | Veto | Duplicate | SetKill
+
+
+@dataclass(frozen=True, slots=True)
+class GuardLimits:
+    """The ``guard.*`` config in venue units (rounded down: a limit is never loosened by rounding)."""
+
+    enabled: bool
+    max_position_lots: int
+    max_notional_micro: int
+    max_position_human: str = ""
+    max_notional_human: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "GuardLimits":
+        g, dec = settings.guard, settings.market.size_decimals
+        return cls.build(g.enabled, g.max_position_units, g.max_inventory_notional, dec)
+
+    @classmethod
+    def build(cls, enabled: bool, max_position_units: Decimal, max_notional: Decimal, size_decimals: int) -> "GuardLimits":
+        return cls(enabled, round_down(max_position_units, size_decimals), round_down(max_notional, 6),
+                   human_dec(max_position_units), human_dec(max_notional))
+
+
+@dataclass(slots=True)
+class _InFlight:
+    order: OwnOrder
+    expires_ms: int
+
+
+@dataclass(slots=True)
+class GuardCore:
+    """State plus rules for one market. Feed it events in stream order; carry out what it returns."""
+
+    spec: MarketSpec
+    limits: GuardLimits
+    position: int = 0
+    position_known: bool = False
+    mid2: int | None = None                 # 2 x mid in ticks (a mid may fall on half a tick)
+    kill: str | None = None
+    kill_known: bool = False                # False until the first readable KillState: fail closed
+    resting: dict[int, OwnOrder] = field(default_factory=dict)
+    in_flight: dict[int, _InFlight] = field(default_factory=dict)
+    breached: bool = False                  # inside a breach episode (the kill flag trips on entry)
+    known_verdicts: set[str] = field(default_factory=set)
+    known_until_ms: int = 0
+    approved: dict[str, int] = field(default_factory=dict)
+    vetoed: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    fills: int = 0
+    kill_trips: int = 0
+    last_intent_ms: int | None = None
+    last_book_ms: int | None = None
+    last_account_ms: int | None = None
+    last_fill_ms: int | None = None
+
+    # --- entry points -----------------------------------------------------------------------------
+    def handle(self, event: Event, now_ms: int) -> list[Command]:
+        """Apply one event; return what the shell must do."""
+        if isinstance(event, OrderIntent):
+            self.on_timer(now_ms)
+            return self._verdict(event, now_ms)
+        if isinstance(event, KillState):
+            self.kill, self.kill_known = (event.reason, True) if event.readable else (None, False)
+            return []
+        if isinstance(event, BookTop):
+            return self._on_book(event, now_ms)
+        if isinstance(event, Position):
+            return self._on_position(event, now_ms)
+        if isinstance(event, OrderUpdate):
+            self._on_order(event, now_ms)
+            return []
+        if isinstance(event, Fill):
+            if event.market_id == self.spec.market_id:
+                self.fills += 1
+                self.last_fill_ms = self.last_account_ms = now_ms
+            return []
+        if isinstance(event, OrderEvent):
+            self._on_order_event(event)
+            return []
+        if isinstance(event, Replayed):
+            if event.intent.action == "place":
+                self._track(event.intent)
+            return []
+        if isinstance(event, Recovered):
+            self.known_verdicts = set(event.known_verdicts)
+            self.known_until_ms = now_ms + KNOWN_VERDICTS_KEEP_MS
+            self.breached = False  # a breach still present after a restart trips again
+            return self._check_breach()
+        return []
+
+    def on_timer(self, now_ms: int) -> list[Command]:
+        """Drop approved places never seen at the venue within ttl + 10 s; forget old recovery data."""
+        for coi in [c for c, f in self.in_flight.items() if f.expires_ms < now_ms]:
+            del self.in_flight[coi]
+        if self.known_verdicts and now_ms > self.known_until_ms:
+            self.known_verdicts.clear()
+        return []
+
+    # --- derived state ----------------------------------------------------------------------------
+    def open_lots(self, is_ask: bool) -> int:
+        """Lots on one side that may still fill: resting remainders plus approved places in flight."""
+        return (sum(o.size for o in self.resting.values() if o.is_ask == is_ask)
+                + sum(f.order.size for f in self.in_flight.values() if f.order.is_ask == is_ask))
+
+    def own_orders(self) -> list[OwnOrder]:
+        return [*self.resting.values(), *(f.order for f in self.in_flight.values())]
+
+    @property
+    def mid_human(self) -> str | None:
+        return None if self.mid2 is None else human_px2(self.mid2, self.spec.price_decimals)
+
+    # --- verdicts ---------------------------------------------------------------------------------
+    def _verdict(self, it: OrderIntent, now_ms: int) -> list[Command]:
+        self.last_intent_ms = now_ms
+        if it.intent_id in self.known_verdicts:
+            self.known_verdicts.discard(it.intent_id)
+            self.duplicates += 1
+            return [Duplicate(it)]
+        if it.action != "place":
+            return [self._approve(it, "cancel")]
+        if not self.kill_known:
+            return [self._veto(it, "kill", "kill: risk:kill unreadable")]
+        if self.kill is not None:
+            return [self._veto(it, "kill", f"kill: {self.kill}")]
+        if not self.limits.enabled:
+            self._track(it)
+            return [self._approve(it, "disabled")]
+        veto = self._check_place(it, now_ms)
+        if veto is not None:
+            return [veto]
+        self._track(it)
+        return [self._approve(it, "ok")]
+
+    def _check_place(self, it: OrderIntent, now_ms: int) -> Veto | None:
+        spec, lim, sym = self.spec, self.limits, self.spec.symbol
+        if it.market_id != spec.market_id:
+            return self._veto(it, "market", f"market: intent for market {it.market_id}, guard runs {spec.market_id}")
+        if it.price <= 0 or it.size <= 0:
+            return self._veto(it, "invalid", f"invalid: price {it.price} size {it.size}")
+        if it.client_order_index in self.resting or it.client_order_index in self.in_flight:
+            return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} already in use")
+        if it.created_ms + it.ttl_ms < now_ms:
+            return self._veto(it, "stale", "stale")
+        if would_self_trade(it.is_ask, it.price, self.own_orders()):
+            return self._veto(it, "self-trade", "self-trade")
+        if it.is_ask:
+            worst = worst_short(self.position, self.open_lots(True), it.size)
+            if worst < -lim.max_position_lots:
+                return self._veto(it, "position", f"position: worst short {human(worst, spec.size_decimals)} "
+                                                  f"< -{lim.max_position_human} {sym}")
+            exposure, side = max(-worst, 0), "short"
+        else:
+            worst = worst_long(self.position, self.open_lots(False), it.size)
+            if worst > lim.max_position_lots:
+                return self._veto(it, "position", f"position: worst long {human(worst, spec.size_decimals)} "
+                                                  f"> max {lim.max_position_human} {sym}")
+            exposure, side = max(worst, 0), "long"
+        px2 = self.mid2 if self.mid2 is not None else 2 * it.price
+        n2 = notional2_micro(spec, px2, exposure)
+        if n2 > 2 * lim.max_notional_micro:
+            return self._veto(it, "notional", f"notional: worst {side} {human(n2 // 2, 6)} "
+                                              f"> max {lim.max_notional_human} USDC")
+        return None
+
+    def _approve(self, it: OrderIntent, reason: str) -> Approve:
+        self.approved[reason] = self.approved.get(reason, 0) + 1
+        return Approve(it, reason)
+
+    def _veto(self, it: OrderIntent, reason: str, message: str) -> Veto:
+        self.vetoed[reason] = self.vetoed.get(reason, 0) + 1
+        return Veto(it, reason, message)
+
+    def _track(self, it: OrderIntent) -> None:
+        order = OwnOrder(it.client_order_index, it.is_ask, it.price, it.size)
+        self.in_flight[it.client_order_index] = _InFlight(order, it.created_ms + it.ttl_ms + PENDING_GRACE_MS)
+
+    # --- state updates ----------------------------------------------------------------------------
+    def _on_book(self, b: BookTop, now_ms: int) -> list[Command]:
+        if b.market_id != self.spec.market_id or not b.bids or not b.asks:
+            return []
+        self.mid2 = b.bids[0][0] + b.asks[0][0]
+        self.last_book_ms = now_ms
+        return self._check_breach()
+
+    def _on_position(self, p: Position, now_ms: int) -> list[Command]:
+        if p.market_id != self.spec.market_id:
+            return []
+        self.position, self.position_known = p.position, True
+        self.last_account_ms = now_ms
+        return self._check_breach()
+
+    def _on_order(self, u: OrderUpdate, now_ms: int) -> None:
+        if u.market_id != self.spec.market_id:
+            return
+        self.last_account_ms = now_ms
+        coi = u.client_order_index
+        self.in_flight.pop(coi, None)
+        if u.status in LIVE_STATUSES and u.remaining_size > 0:
+            self.resting[coi] = OwnOrder(coi, u.is_ask, u.price, u.remaining_size)
+        else:  # filled, canceled-*, or nothing left: gone from the book
+            self.resting.pop(coi, None)
+
+    def _on_order_event(self, e: OrderEvent) -> None:
+        """The gateway refused or dropped a place: it will never rest. Our own vetoes are ignored."""
+        if e.kind in ("reject", "stale", "killed") and e.action in ("place", ""):
+            if e.market_id in (self.spec.market_id, -1):
+                self.in_flight.pop(e.client_order_index, None)
+
+    # --- kill trip --------------------------------------------------------------------------------
+    def breach_reason(self) -> str | None:
+        """Why the actual position breaches a limit, in human units; None when within limits."""
+        spec, lim, sym = self.spec, self.limits, self.spec.symbol
+        pos = self.position
+        if pos > lim.max_position_lots:
+            return f"guard: position {human(pos, spec.size_decimals)} > max {lim.max_position_human} {sym}"
+        if -pos > lim.max_position_lots:
+            return f"guard: position {human(pos, spec.size_decimals)} < -max {lim.max_position_human} {sym}"
+        if self.mid2 is not None:
+            n2 = notional2_micro(spec, self.mid2, pos)
+            if n2 > 2 * lim.max_notional_micro:
+                return (f"guard: notional {human(n2 // 2, 6)} > max {lim.max_notional_human} USDC "
+                        f"(position {human(pos, spec.size_decimals)} {sym} @ {self.mid_human})")
+        return None
+
+    def _check_breach(self) -> list[Command]:
+        if not self.limits.enabled:
+            return []
+        reason = self.breach_reason()
+        if reason is None:
+            self.breached = False
+            return []
+        if self.breached:
+            return []
+        self.breached = True
+        self.kill_trips += 1
+        return [SetKill(reason)]

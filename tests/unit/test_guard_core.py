@@ -1,0 +1,352 @@
+"""Every rule of the guard core, with no I/O: SOL market 2 (3 dp price, 3 dp size), max 0.2 SOL, max 35 USDC."""
+from __future__ import annotations
+
+import ast
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from services.guard.core import (
+    PENDING_GRACE_MS,
+    Approve,
+    Duplicate,
+    GuardCore,
+    GuardLimits,
+    KillState,
+    Recovered,
+    Replayed,
+    SetKill,
+    Veto,
+)
+from shared.config import Settings
+from shared.schemas import BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position
+
+SPEC = Settings().market_spec  # SOL, market 2, 3/3 decimals
+NOW = 1_700_000_000_000
+_coi = iter(range(1000, 10**6))
+
+
+def limits(enabled: bool = True) -> GuardLimits:
+    return GuardLimits.build(enabled, Decimal("0.2"), Decimal("35"), 3)
+
+
+def make_core(enabled: bool = True, bid: int | None = 174_999, ask: int | None = 175_001) -> GuardCore:
+    c = GuardCore(SPEC, limits(enabled))
+    c.handle(KillState(None), NOW)
+    if bid is not None and ask is not None:
+        c.handle(book(bid, ask), NOW)
+    return c
+
+
+def book(bid: int, ask: int, market_id: int = 2) -> BookTop:
+    return BookTop(market_id=market_id, seq=1, venue_ts_ms=NOW, bids=[(bid, 1000)], asks=[(ask, 1000)])
+
+
+def place(price: int, size: int, is_ask: bool = False, coi: int | None = None, created_ms: int = NOW,
+          ttl_ms: int = 5_000, market_id: int = 2) -> OrderIntent:
+    coi = next(_coi) if coi is None else coi
+    return OrderIntent(intent_id=f"maker-{coi}", source="maker", action="place", market_id=market_id,
+                       client_order_index=coi, is_ask=is_ask, price=price, size=size, created_ms=created_ms, ttl_ms=ttl_ms)
+
+
+def update(coi: int, price: int, size: int, is_ask: bool, status: str = "open", remaining: int | None = None,
+           market_id: int = 2) -> OrderUpdate:
+    rem = size if remaining is None else remaining
+    return OrderUpdate(market_id=market_id, order_index=coi + 7, client_order_index=coi, is_ask=is_ask, price=price,
+                       initial_size=size, remaining_size=rem, filled_size=size - rem, status=status, ts_ms=NOW)
+
+
+def position(lots: int, market_id: int = 2) -> Position:
+    return Position(market_id=market_id, position=lots, ts_ms=NOW)
+
+
+def verdict(c: GuardCore, it: OrderIntent, now: int = NOW) -> Approve | Veto | Duplicate:
+    cmds = c.handle(it, now)
+    assert len(cmds) == 1
+    v = cmds[0]
+    assert isinstance(v, (Approve, Veto, Duplicate)) and v.intent is it
+    return v
+
+
+def vetoed(c: GuardCore, it: OrderIntent, now: int = NOW) -> str:
+    v = verdict(c, it, now)
+    assert isinstance(v, Veto), f"expected a veto, got {v}"
+    return v.message
+
+
+def approved(c: GuardCore, it: OrderIntent, now: int = NOW) -> str:
+    v = verdict(c, it, now)
+    assert isinstance(v, Approve), f"expected approval, got {v}"
+    return v.reason
+
+
+# --- cancels and the kill flag --------------------------------------------------------------------
+@pytest.mark.parametrize("action", ["cancel", "cancel_all"])
+def test_cancels_always_approved_even_killed_stale_or_foreign(action: str) -> None:
+    c = make_core()
+    c.handle(KillState("manual"), NOW)
+    it = OrderIntent(intent_id="op-1", source="operator", action=action, market_id=-1 if action == "cancel_all" else 9,
+                     client_order_index=5, created_ms=NOW - 60_000, ttl_ms=1)
+    assert approved(c, it) == "cancel"
+    c.handle(KillState(None, readable=False), NOW)
+    assert approved(c, it.model_copy(update={"intent_id": "op-2"})) == "cancel"
+
+
+def test_kill_flag_vetoes_places_with_its_value_and_delete_resumes() -> None:
+    c = make_core()
+    c.handle(KillState("manual stop by ops"), NOW)
+    assert vetoed(c, place(170_000, 64)) == "kill: manual stop by ops"
+    assert c.vetoed == {"kill": 1}
+    c.handle(KillState(None), NOW)
+    assert approved(c, place(170_000, 64)) == "ok"
+
+
+def test_kill_state_unknown_or_unreadable_fails_closed() -> None:
+    c = GuardCore(SPEC, limits())  # never told the kill state
+    c.handle(book(174_999, 175_001), NOW)
+    assert vetoed(c, place(170_000, 64)).startswith("kill: ")
+    c.handle(KillState(None), NOW)
+    assert approved(c, place(170_000, 64)) == "ok"
+    c.handle(KillState(None, readable=False), NOW)
+    assert vetoed(c, place(170_000, 64)) == "kill: risk:kill unreadable"
+
+
+def test_disabled_guard_approves_everything_except_while_killed() -> None:
+    c = make_core(enabled=False)
+    assert approved(c, place(170_000, 5_000)) == "disabled"                     # 5 SOL, way over limits
+    assert approved(c, place(170_000, 64, created_ms=NOW - 60_000)) == "disabled"  # even stale
+    c.handle(KillState("manual"), NOW)
+    assert vetoed(c, place(170_000, 64)) == "kill: manual"
+
+
+def test_disabled_guard_never_trips_the_kill() -> None:
+    c = make_core(enabled=False)
+    assert c.handle(position(5_000), NOW) == []
+
+
+# --- unknown / stale / invalid --------------------------------------------------------------------
+def test_stale_intent_vetoed_and_boundary_is_inclusive() -> None:
+    c = make_core()
+    assert vetoed(c, place(170_000, 64, created_ms=NOW - 5_001)) == "stale"
+    assert approved(c, place(170_000, 64, created_ms=NOW - 5_000)) == "ok"  # created + ttl == now: not yet stale
+    assert c.vetoed == {"stale": 1}
+
+
+def test_other_market_and_non_positive_amounts_vetoed() -> None:
+    c = make_core()
+    assert vetoed(c, place(170_000, 64, market_id=0)).startswith("market: ")
+    assert vetoed(c, place(0, 64)).startswith("invalid: ")
+    assert vetoed(c, place(170_000, 0)).startswith("invalid: ")
+    assert vetoed(c, place(-1, 64)).startswith("invalid: ")
+    assert c.vetoed == {"market": 1, "invalid": 3}
+
+
+def test_reused_client_order_index_vetoed() -> None:
+    c = make_core()
+    assert approved(c, place(170_000, 64, coi=77)) == "ok"
+    assert vetoed(c, place(170_001, 64, coi=77)).startswith("invalid: client_order_index 77")
+
+
+# --- self-trade -----------------------------------------------------------------------------------
+def test_bid_crossing_our_resting_ask_is_self_trade() -> None:
+    c = make_core()
+    c.handle(update(1, 175_100, 64, is_ask=True), NOW)
+    assert vetoed(c, place(175_100, 64)) == "self-trade"   # bid == our ask crosses
+    assert vetoed(c, place(175_200, 64)) == "self-trade"
+    assert approved(c, place(175_099, 64)) == "ok"
+    assert approved(c, place(175_500, 64, is_ask=True)) == "ok"  # same side never self-trades
+
+
+def test_ask_crossing_our_resting_bid_is_self_trade_until_it_is_gone() -> None:
+    c = make_core()
+    c.handle(update(2, 174_900, 64, is_ask=False), NOW)
+    assert vetoed(c, place(174_900, 64, is_ask=True)) == "self-trade"
+    assert approved(c, place(174_901, 64, is_ask=True)) == "ok"
+    c.handle(update(2, 174_900, 64, is_ask=False, status="canceled", remaining=64), NOW)
+    assert approved(c, place(174_800, 64, is_ask=True)) == "ok"
+
+
+def test_approved_place_in_flight_counts_for_self_trade() -> None:
+    c = make_core()
+    assert approved(c, place(175_050, 64, is_ask=True)) == "ok"
+    assert vetoed(c, place(175_060, 64)) == "self-trade"
+
+
+# --- position limit -------------------------------------------------------------------------------
+def test_position_limit_is_inclusive() -> None:
+    c = make_core(bid=100_000, ask=100_002)  # a low mid keeps the notional limit out of the way
+    assert approved(c, place(100_000, 200)) == "ok"
+    c2 = make_core(bid=100_000, ask=100_002)
+    assert vetoed(c2, place(100_000, 201)) == "position: worst long 0.201 > max 0.2 SOL"
+    assert vetoed(c2, place(100_001, 201, is_ask=True)) == "position: worst short -0.201 < -0.2 SOL"
+
+
+def test_resting_and_in_flight_orders_count_toward_the_worst_case() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(position(30), NOW)
+    c.handle(update(1, 99_000, 100, is_ask=False), NOW)        # resting bid 0.1
+    assert approved(c, place(99_100, 50)) == "ok"               # in flight 0.05: worst long 0.18
+    assert vetoed(c, place(99_200, 21)) == "position: worst long 0.201 > max 0.2 SOL"
+    assert approved(c, place(99_200, 20)) == "ok"               # exactly 0.2
+    # the ask side is independent: 0.03 - 0.23 = -0.2 is fine, one more lot is not
+    assert approved(c, place(101_000, 230, is_ask=True)) == "ok"
+    assert vetoed(c, place(101_001, 1, is_ask=True)) == "position: worst short -0.201 < -0.2 SOL"
+
+
+def test_partially_filled_order_counts_its_remainder() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(update(1, 99_000, 150, is_ask=False, remaining=50), NOW)
+    assert approved(c, place(99_100, 150)) == "ok"   # 0 + 0.05 + 0.15 = 0.2
+
+
+def test_reduction_allowed_when_over_limit() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(position(250), NOW)                      # over the limit (this also trips the kill flag)
+    assert vetoed(c, place(99_000, 1)).startswith("position: worst long 0.251")
+    assert approved(c, place(101_000, 50, is_ask=True)) == "ok"   # reduces: 0.25 -> 0.2
+    assert approved(c, place(101_000, 400, is_ask=True)) == "ok"  # 0.2 -> -0.2 still within
+    assert vetoed(c, place(101_000, 1, is_ask=True)) == "position: worst short -0.201 < -0.2 SOL"
+
+
+# --- notional limit (exact micro-USDC) ------------------------------------------------------------
+def test_notional_exactly_at_the_limit_is_allowed() -> None:
+    c = make_core(bid=174_999, ask=175_001)           # mid 175.000: 0.2 SOL = 35.000000 USDC
+    assert approved(c, place(174_000, 200)) == "ok"
+
+
+def test_notional_half_a_tick_above_the_limit_is_vetoed() -> None:
+    c = make_core(bid=175_000, ask=175_001)           # mid 175.0005: 0.2 SOL = 35.0001 USDC
+    assert vetoed(c, place(174_000, 200)) == "notional: worst long 35.0001 > max 35 USDC"
+    assert approved(c, place(174_000, 199)) == "ok"   # 34.8250995
+
+
+def test_notional_counts_the_short_worst_case_and_resting_orders() -> None:
+    c = make_core(bid=175_001, ask=175_003)           # mid 175.002
+    c.handle(update(1, 176_000, 150, is_ask=True), NOW)
+    assert vetoed(c, place(176_100, 50, is_ask=True)) == "notional: worst short 35.0004 > max 35 USDC"
+    assert approved(c, place(176_100, 49, is_ask=True)) == "ok"
+
+
+def test_notional_uses_the_order_price_without_a_mid() -> None:
+    c = make_core(bid=None, ask=None)
+    assert approved(c, place(175_000, 200)) == "ok"
+    c2 = make_core(bid=None, ask=None)
+    assert vetoed(c2, place(175_001, 200)) == "notional: worst long 35.0002 > max 35 USDC"
+
+
+def test_one_sided_book_keeps_the_previous_mid() -> None:
+    c = make_core(bid=175_000, ask=175_001)
+    c.handle(BookTop(market_id=2, seq=2, venue_ts_ms=NOW, bids=[(100_000, 5)], asks=[]), NOW + 1)
+    assert c.mid2 == 350_001 and c.last_book_ms == NOW
+
+
+def test_reducing_order_passes_the_notional_check() -> None:
+    c = make_core(bid=199_999, ask=200_001)           # mid 200: 0.2 SOL = 40 USDC
+    c.handle(KillState(None), NOW)
+    c.handle(position(-200), NOW)                     # breach by notional (trips), short 0.2
+    assert approved(c, place(199_000, 100)) == "ok"   # bid reduces the short: exposure long 0
+    assert vetoed(c, place(201_000, 1, is_ask=True)).startswith("position: ")
+
+
+# --- in-flight bookkeeping ------------------------------------------------------------------------
+def test_in_flight_place_becomes_resting_without_double_counting() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    it = place(99_000, 150)
+    approved(c, it)
+    assert c.open_lots(False) == 150
+    c.handle(update(it.client_order_index, 99_000, 150, is_ask=False), NOW)
+    assert c.open_lots(False) == 150 and not c.in_flight and len(c.resting) == 1
+    c.handle(update(it.client_order_index, 99_000, 150, is_ask=False, status="filled", remaining=0), NOW)
+    assert c.open_lots(False) == 0 and not c.resting
+
+
+@pytest.mark.parametrize("kind", ["reject", "stale", "killed"])
+def test_gateway_refusal_resolves_an_in_flight_place(kind: str) -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    it = place(99_000, 150)
+    approved(c, it)
+    c.handle(OrderEvent(kind=kind, intent_id=it.intent_id, action="place", market_id=2,
+                        client_order_index=it.client_order_index, ts_ms=NOW), NOW)
+    assert c.open_lots(False) == 0
+
+
+def test_own_veto_ack_and_cancel_reject_do_not_resolve() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    it = place(99_000, 150)
+    approved(c, it)
+    for ev in (OrderEvent(kind="veto", client_order_index=it.client_order_index, action="place", market_id=2, ts_ms=NOW),
+               OrderEvent(kind="ack", client_order_index=it.client_order_index, action="place", market_id=2, ts_ms=NOW),
+               OrderEvent(kind="reject", client_order_index=it.client_order_index, action="cancel", market_id=2, ts_ms=NOW)):
+        c.handle(ev, NOW)
+    assert c.open_lots(False) == 150
+
+
+def test_unresolved_place_dropped_after_ttl_plus_grace() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    approved(c, place(99_000, 150, ttl_ms=5_000))
+    c.on_timer(NOW + 5_000 + PENDING_GRACE_MS)
+    assert c.open_lots(False) == 150
+    c.on_timer(NOW + 5_000 + PENDING_GRACE_MS + 1)
+    assert c.open_lots(False) == 0
+
+
+def test_events_of_other_markets_are_ignored() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(position(5_000, market_id=0), NOW)
+    c.handle(update(1, 99_000, 150, is_ask=False, market_id=0), NOW)
+    c.handle(book(1, 2, market_id=0), NOW)
+    assert (c.position, c.resting, c.mid2) == (0, {}, 200_002)
+
+
+def test_fills_are_counted_for_health() -> None:
+    c = make_core()
+    c.handle(Fill(market_id=2, trade_id=1, order_index=1, client_order_index=1, is_ask=False, is_maker=True,
+                  price=175_000, size=64, ts_ms=NOW), NOW + 5)
+    assert (c.fills, c.last_fill_ms, c.last_account_ms) == (1, NOW + 5, NOW + 5)
+
+
+# --- kill trip ------------------------------------------------------------------------------------
+def test_position_breach_trips_kill_once_per_episode() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    assert c.handle(position(200), NOW) == []                       # at the limit: fine
+    assert c.handle(position(250), NOW) == [SetKill("guard: position 0.25 > max 0.2 SOL")]
+    assert c.handle(position(260), NOW) == []                       # same episode
+    assert c.handle(position(100), NOW) == []
+    assert c.handle(position(-250), NOW) == [SetKill("guard: position -0.25 < -max 0.2 SOL")]
+    assert c.kill_trips == 2
+
+
+def test_notional_breach_by_a_mid_move_trips_kill() -> None:
+    c = make_core(bid=174_999, ask=175_001)
+    assert c.handle(position(200), NOW) == []                       # 35.000000: at the limit
+    cmds = c.handle(book(175_500, 175_500), NOW)
+    assert cmds == [SetKill("guard: notional 35.1 > max 35 USDC (position 0.2 SOL @ 175.5)")]
+
+
+def test_recovery_rearms_the_trip_and_known_verdicts_are_one_shot() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    assert c.handle(position(300), NOW) == [SetKill("guard: position 0.3 > max 0.2 SOL")]
+    it = place(99_000, 1, is_ask=True)
+    cmds = c.handle(Recovered(frozenset({it.intent_id})), NOW)
+    assert cmds == [SetKill("guard: position 0.3 > max 0.2 SOL")]  # still breached after a restart
+    assert verdict(c, it) == Duplicate(it)
+    assert isinstance(verdict(c, it), Approve)                      # a second redelivery is judged
+    c.handle(Recovered(frozenset({"x"})), NOW)
+    c.on_timer(NOW + 600_001)
+    assert c.known_verdicts == set()
+
+
+def test_replayed_approval_counts_in_flight() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(Replayed(place(99_000, 150)), NOW)
+    assert vetoed(c, place(99_000, 51)).startswith("position: worst long 0.201")
+
+
+def test_core_module_is_pure() -> None:
+    """No asyncio, Redis, clock or randomness in the core and its rules."""
+    for name in ("core.py", "rules.py"):
+        tree = ast.parse((Path(__file__).parents[2] / "services" / "guard" / name).read_text())
+        mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not mods & {"asyncio", "redis", "time", "random", "datetime", "aiohttp"}, (name, mods)
