@@ -1,0 +1,1 @@
+"""Hedger: brings the position back toward ``hedger.target_units`` in clips (``core.HedgerCore``)."""

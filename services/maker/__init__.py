@@ -1,0 +1,1 @@
+"""Maker: two-sided post-only quotes around mid, volatility- and trend-aware (``core.MakerCore``)."""

@@ -1,0 +1,370 @@
+"""Maker decision logic (pure): two-sided post-only quotes around mid.
+
+``MakerCore.handle(event, now_ms)`` takes ``shared.schemas`` messages (books, our order updates,
+fills, positions, order events) and returns ``commands``; ``on_timer(now_ms)`` lets time-based
+rules fire without new data (a book that went stale, a cancel nobody confirmed). No I/O, no clock.
+
+Policy, in order of precedence:
+
+1. **stale**: no fresh two-sided book (older than ``max_book_age_s`` by the venue's timestamp):
+   cancel every quote, quote nothing.
+2. **paused**: volatility EMA at/above ``pause_bps`` until it drops below ``resume_bps``. Only
+   when |position| >= ``inventory_ratio`` x the guard's position limit is the side that reduces
+   the position still quoted.
+3. **trend-up/-down**: |mid change over ``lookback_s``| >= ``trigger_bps`` widens the half-spread
+   by ``widen_factor``; with ``one_sided`` only the side that does not fight the move is quoted
+   (up: bid only, down: ask only).
+4. **quoting**: both sides.
+
+Half-spread = ``spread_bps`` + ``spread_multiplier`` x vol (x ``widen_factor`` when trending).
+Inventory skew shifts both quotes down when long (up when short) by up to one half-spread at the
+guard's position limit, linearly. A live quote is kept unless its target moved >= ``requote_bps``
+of mid; every new order on a side (requote, refill, retry) waits ``min_requote_interval_s`` after
+the previous one, which also stops post-only rejection loops. Cancels are never delayed.
+
+Our orders are tracked by client_order_index: ``OrderUpdate`` (open / filled / canceled-*),
+``Fill`` and the guard's/gateway's ``OrderEvent`` (veto/reject/stale/error = the quote is gone).
+Maker orders the venue reports resting that we do not want (a lost cancel, an errored place)
+are cancelled once they have been reported for ``STRAY_GRACE_MS`` without a terminal update. The position comes from ``Position`` messages only (fills are not added to it, so
+nothing is counted twice); it is taken as 0 until the first one arrives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Literal
+
+from shared.config import MakerConfig, Settings
+from shared.ids import IdMint, source_of
+from shared.markets import MarketSpec, round_down
+from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderUpdate, Position
+
+from services.maker.commands import Cancel, Command, Note, Place, Reject
+from services.maker.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps,
+                                    quote_prices, skew_ticks)
+from services.maker.signals import TrendWindow, VolEma
+
+Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale"]
+MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale")
+FAILED_KINDS = frozenset({"veto", "reject", "stale", "error", "killed"})
+NOT_ACTIVE_CODES = frozenset({21600, 21715})  # cancel of an order that is no longer active
+CANCEL_ATTEMPTS = 3
+NEVER = -(10**18)
+STRAY_GRACE_MS = 500  # replayed account history often reports an order's end right after its start
+
+
+def is_terminal(status: str) -> bool:
+    """Lighter order statuses after which the order no longer rests."""
+    return status == "filled" or status.startswith("canceled")
+
+
+def book_problem(book: BookTop) -> str | None:
+    """Why a schema-valid book is still unusable data (None if fine). One-sided books are fine."""
+    for name, levels, better in (("bids", book.bids, 1), ("asks", book.asks, -1)):
+        for i, (price, size) in enumerate(levels):
+            if price <= 0 or size <= 0:
+                return f"{name}[{i}] non-positive price or size"
+            if i and (price - levels[i - 1][0]) * better >= 0:
+                return f"{name} not strictly ordered best first"
+    if book.bids and book.asks and book.bids[0][0] >= book.asks[0][0]:
+        return f"crossed book: bid {book.bids[0][0]} >= ask {book.asks[0][0]}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    price: int
+    size: int
+
+
+@dataclass(slots=True)
+class Quote:
+    """One of our resting (or on-its-way) quotes."""
+
+    coi: int
+    intent_id: str
+    is_ask: bool
+    price: int
+    size: int
+    placed_ms: int
+    remaining: int
+    acked: bool = False
+    open: bool = False
+
+
+@dataclass(slots=True)
+class PendingCancel:
+    coi: int
+    intent_id: str
+    sent_ms: int
+    attempts: int = 1
+
+
+class MakerCore:
+    def __init__(self, cfg: MakerConfig, spec: MarketSpec, max_position_lots: int) -> None:
+        self.cfg, self.spec = cfg, spec
+        self.market_id = spec.market_id
+        self.base_lots = config_size_lots(cfg, spec)
+        self.min_notional = min_notional_micro(cfg.exchange_min_notional, spec)
+        self.max_position = max_position_lots
+        self.max_book_age_ms = int(cfg.max_book_age_s * 1000)
+        self.requote_interval_ms = int(cfg.min_requote_interval_s * 1000)
+        self.pending_timeout_ms = 2 * cfg.quote_ttl_ms   # a place nobody reported on: cancel it, free the side
+        self.cancel_retry_ms = cfg.quote_ttl_ms          # a cancel nobody confirmed: send it again
+        self.vol = VolEma(int(cfg.volatility.ema_halflife_s * 1000))
+        self.trend = TrendWindow(int(cfg.trend.lookback_s * 1000))
+        self.mint = IdMint("maker")
+        self.bid: int | None = None
+        self.ask: int | None = None
+        self.book_ts_ms: int | None = None
+        self.trace: dict[str, int] = {}
+        self.position = 0
+        self.paused = False
+        self.mode: Mode = "stale"
+        self.half_spread_bps = frac(cfg.spread_bps)
+        self.quotes: dict[bool, Quote] = {}          # is_ask -> live quote
+        self.canceling: dict[int, PendingCancel] = {}
+        self.strays: dict[int, int] = {}             # maker orders resting that we do not track -> first seen
+        self.last_place_ms: dict[bool, int] = {}
+        self.targets: dict[bool, Target] = {}
+        self.counts = {"place": 0, "cancel": 0, "failed": 0, "rejected_input": 0}
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "MakerCore":
+        return cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals))
+
+    # --- events ---------------------------------------------------------------------------------
+    def handle(self, event: Msg, now_ms: int) -> list[Command]:
+        if isinstance(event, BookTop):
+            return self._on_book(event, now_ms)
+        if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
+            return []
+        if isinstance(event, OrderUpdate):
+            self._on_order(event, now_ms)
+        elif isinstance(event, Fill):
+            self._on_fill(event)
+        elif isinstance(event, Position):
+            self.position = event.position
+        elif isinstance(event, OrderEvent):
+            self._on_event(event)
+        else:
+            return []
+        return self._reconcile(now_ms)
+
+    def on_timer(self, now_ms: int) -> list[Command]:
+        return self._reconcile(now_ms)
+
+    def shutdown(self, now_ms: int) -> list[Command]:
+        """Cancel every quote (graceful stop)."""
+        if self.cfg.dry_run:
+            return []
+        return [self._cancel(q, now_ms, "shutdown") for q in list(self.quotes.values())]
+
+    def _on_book(self, book: BookTop, now_ms: int) -> list[Command]:
+        if book.market_id != self.market_id:
+            return []
+        problem = book_problem(book)
+        if problem:
+            self.counts["rejected_input"] += 1
+            return [Reject(problem)]
+        if self.book_ts_ms is not None and book.venue_ts_ms < self.book_ts_ms:
+            return []  # older than what we have: conflation already moved past it
+        self.book_ts_ms = book.venue_ts_ms
+        self.trace = dict(book.trace)
+        if book.bids and book.asks:
+            self.bid, self.ask = book.bids[0][0], book.asks[0][0]
+            mid = (self.bid + self.ask) / 2
+            self.vol.update(book.venue_ts_ms, mid)
+            self.trend.update(book.venue_ts_ms, mid)
+        else:
+            self.bid = self.ask = None
+        return self._reconcile(now_ms)
+
+    def _quote_by_coi(self, coi: int) -> Quote | None:
+        for q in self.quotes.values():
+            if q.coi == coi:
+                return q
+        return None
+
+    def _on_order(self, u: OrderUpdate, now_ms: int) -> None:
+        coi = u.client_order_index
+        if source_of(coi) != "maker":
+            return
+        terminal = is_terminal(u.status)
+        q = self._quote_by_coi(coi)
+        if q is not None:
+            if terminal:
+                del self.quotes[q.is_ask]
+            else:
+                q.open, q.remaining = True, u.remaining_size
+            return
+        if coi in self.canceling:
+            if terminal:
+                del self.canceling[coi]
+            return
+        if terminal:
+            self.strays.pop(coi, None)
+        else:
+            self.strays.setdefault(coi, now_ms)
+
+    def _on_fill(self, f: Fill) -> None:
+        q = self._quote_by_coi(f.client_order_index)
+        if q is not None:
+            q.remaining -= f.size
+            if q.remaining <= 0:
+                del self.quotes[q.is_ask]
+
+    def _on_event(self, e: OrderEvent) -> None:
+        if e.source != "maker" and not e.intent_id.startswith("maker-"):
+            return
+        coi = e.client_order_index
+        if e.action == "place":
+            q = self._quote_by_coi(coi)
+            if q is None:
+                return
+            if e.kind in FAILED_KINDS or e.kind == "canceled":
+                self.counts["failed"] += e.kind != "canceled"
+                del self.quotes[q.is_ask]
+            elif e.kind == "ack":
+                q.acked = True
+        elif e.action == "cancel" and coi in self.canceling:
+            if e.kind == "canceled" or (e.kind == "reject" and e.code in NOT_ACTIVE_CODES):
+                del self.canceling[coi]
+
+    # --- decisions ------------------------------------------------------------------------------
+    def fresh(self, now_ms: int) -> bool:
+        return (self.bid is not None and self.book_ts_ms is not None
+                and now_ms - self.book_ts_ms <= self.max_book_age_ms)
+
+    def _desired(self, now_ms: int) -> dict[bool, Target]:
+        if not self.fresh(now_ms):
+            self.mode = "stale"
+            return {}
+        assert self.bid is not None and self.ask is not None
+        cfg, v, t = self.cfg, self.cfg.volatility, self.cfg.trend
+        vol = self.vol.value
+        if not v.enabled:
+            self.paused = False
+        elif not self.paused and vol >= float(v.pause_bps):
+            self.paused = True
+        elif self.paused and vol < float(v.resume_bps):
+            self.paused = False
+        trend = self.trend.value
+        trending = t.enabled and abs(trend) >= float(t.trigger_bps)
+        hs = frac(cfg.spread_bps)
+        if v.enabled and v.spread_multiplier:
+            hs += frac(v.spread_multiplier) * Fraction(Decimal(f"{vol:.2f}"))
+        if trending:
+            hs *= frac(t.widen_factor)
+        self.half_spread_bps = hs
+        sides: tuple[bool, ...] = (False, True)
+        if self.paused:
+            self.mode = "paused"
+            limit = frac(v.inventory_ratio) * self.max_position
+            if self.position != 0 and self.max_position > 0 and abs(self.position) >= limit:
+                sides = (self.position > 0,)  # long: keep the ask; short: keep the bid
+            else:
+                sides = ()
+        elif trending:
+            self.mode = "trend-up" if trend > 0 else "trend-down"
+            if t.one_sided:
+                sides = (trend < 0,)  # up: bid only; down: ask only
+        else:
+            self.mode = "quoting"
+        mid = mid_of(self.bid, self.ask)
+        bid_px, ask_px = quote_prices(self.bid, self.ask, hs, skew_ticks(mid, hs, self.position, self.max_position))
+        out: dict[bool, Target] = {}
+        for is_ask in sides:
+            px = ask_px if is_ask else bid_px
+            out[is_ask] = Target(px, clamp_size(self.base_lots, self.spec, px, self.min_notional))
+        return out
+
+    def _reconcile(self, now_ms: int) -> list[Command]:
+        desired = self._desired(now_ms)
+        if self.cfg.dry_run:
+            cmds: list[Command] = []
+            if desired != self.targets:
+                sides = ", ".join(f"{'ask' if a else 'bid'} {self.spec.size_str(t.size)}@{self.spec.price_str(t.price)}"
+                                  for a, t in sorted(desired.items()))
+                cmds.append(Note(f"dry-run {self.mode}: {sides or 'no quotes'}"))
+            self.targets = desired
+            return cmds
+        self.targets = desired
+        cmds = []
+        for is_ask in (False, True):
+            want, q = desired.get(is_ask), self.quotes.get(is_ask)
+            if want is None:
+                if q is not None:
+                    cmds.append(self._cancel(q, now_ms, self.mode if self.mode in ("stale", "paused") else "side off"))
+                continue
+            if q is not None and self._moved_bps(q.price, want.price) < frac(self.cfg.requote_bps):
+                continue
+            if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
+                continue
+            if q is not None:
+                cmds.append(self._cancel(q, now_ms, "requote"))
+            cmds.append(self._place(is_ask, want, now_ms))
+        cmds.extend(self._housekeeping(now_ms))
+        return cmds
+
+    def _moved_bps(self, old: int, new: int) -> Fraction:
+        assert self.bid is not None and self.ask is not None  # a wanted quote implies a fresh book
+        return moved_bps(old, new, mid_of(self.bid, self.ask))
+
+    def _housekeeping(self, now_ms: int) -> list[Command]:
+        cmds: list[Command] = []
+        for coi, seen in sorted(self.strays.items()):
+            if now_ms - seen >= STRAY_GRACE_MS:
+                del self.strays[coi]
+                cmds.append(self._cancel_coi(coi, now_ms, "unwanted resting order"))
+        for q in list(self.quotes.values()):
+            if not q.open and now_ms - q.placed_ms > self.pending_timeout_ms:
+                cmds.append(self._cancel(q, now_ms, "no news of the order"))
+        for pc in list(self.canceling.values()):
+            if now_ms - pc.sent_ms < self.cancel_retry_ms:
+                continue
+            if pc.attempts >= CANCEL_ATTEMPTS:
+                del self.canceling[pc.coi]
+                cmds.append(Note(f"cancel of {pc.coi} unconfirmed after {pc.attempts} attempts; forgetting it",
+                                 "warning"))
+                continue
+            pc.intent_id = self.mint.intent_id(self.mint.next_coi(now_ms))
+            pc.sent_ms, pc.attempts = now_ms, pc.attempts + 1
+            self.counts["cancel"] += 1
+            cmds.append(Cancel(pc.coi, pc.intent_id, "retry", dict(self.trace)))
+        return cmds
+
+    def _place(self, is_ask: bool, t: Target, now_ms: int) -> Place:
+        coi = self.mint.next_coi(now_ms)
+        iid = self.mint.intent_id(coi)
+        self.quotes[is_ask] = Quote(coi, iid, is_ask, t.price, t.size, now_ms, remaining=t.size)
+        self.last_place_ms[is_ask] = now_ms
+        self.counts["place"] += 1
+        return Place(coi, iid, is_ask, t.price, t.size, "post_only", False, dict(self.trace))
+
+    def _cancel(self, q: Quote, now_ms: int, reason: str) -> Cancel:
+        del self.quotes[q.is_ask]
+        return self._cancel_coi(q.coi, now_ms, reason)
+
+    def _cancel_coi(self, coi: int, now_ms: int, reason: str) -> Cancel:
+        """Cancel intents get their own fresh intent id (the place intent's id is already used)."""
+        iid = self.mint.intent_id(self.mint.next_coi(now_ms))
+        self.canceling[coi] = PendingCancel(coi, iid, now_ms)
+        self.counts["cancel"] += 1
+        return Cancel(coi, iid, reason, dict(self.trace))
+
+    # --- observability --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "dry_run": self.cfg.dry_run,
+            "vol_bps": round(self.vol.value, 3),
+            "trend_bps": round(self.trend.value, 3),
+            "half_spread_bps": float(self.half_spread_bps),
+            "position": self.position,
+            "quotes": [{"side": "ask" if q.is_ask else "bid", "price": q.price, "size": q.size, "coi": q.coi,
+                        "open": q.open} for q in self.quotes.values()],
+            "canceling": len(self.canceling),
+            "counts": dict(self.counts),
+        }

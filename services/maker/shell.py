@@ -1,0 +1,184 @@
+"""The I/O shell shared by the maker and the hedger: Redis in, core decisions out.
+
+Three loops feed one core (asyncio runs one ``handle`` at a time, so the core needs no locks):
+
+- books: ``GET book:{m}`` at start, then a conflating ``TailReader`` on ``md:book:{m}`` starting
+  after the stream's newest entry (no gap between the snapshot and the tail);
+- account and order events: one ``GroupConsumer`` (group = service name) over ``acct:{account}``
+  and ``orders:events``; the account group starts at ``0`` when new, so a fresh service learns its
+  position from the stream's history, the events group at ``$``; entries are acked once handled;
+- a timer calling ``core.on_timer`` so time-based rules (stale book, unconfirmed cancels) fire.
+
+Commands become ``OrderIntent``s on ``orders:intents`` (``Bus.publish``); ``Reject`` dead-letters
+the entry that caused it; an exception in the core is logged and dead-letters the entry too, and
+the service keeps running. Nothing here reads or logs secrets.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from functools import partial
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from shared import clock, keys
+from shared.bus import Entry, GroupConsumer, TailReader
+from shared.config import Settings
+from shared.markets import MarketSpec
+from shared.runtime import Runtime
+from shared.schemas import BookTop, Msg, Source, encode
+
+from services.maker.commands import Cancel, Command, Note, Place, Reject, to_intent
+from services.maker.metrics import INTENTS, REJECTED_INPUT
+
+
+class Core(Protocol):
+    market_id: int
+    spec: MarketSpec
+    mode: str
+    book_ts_ms: int | None
+
+    def handle(self, event: Msg, now_ms: int) -> list[Command]: ...
+    def on_timer(self, now_ms: int) -> list[Command]: ...
+    def shutdown(self, now_ms: int) -> list[Command]: ...
+    def fresh(self, now_ms: int) -> bool: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+async def create_group(redis: Redis, stream: str, group: str, start: str) -> None:
+    try:
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
+    except ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+
+
+class QuotingShell:
+    """Implements ``shared.runtime.Service`` around a quoting core; subclasses add metrics."""
+
+    def __init__(self, name: Source, settings: Settings, core: Core, ttl_ms: int, dry_run: bool,
+                 timer_s: float = 0.1, block_ms: int = 250) -> None:
+        if settings.env.account_index is None:
+            raise ValueError("LIGHTER_ACCOUNT_INDEX is not set")
+        self.name: Source = name
+        self.settings, self.core, self.ttl_ms, self.dry_run = settings, core, ttl_ms, dry_run
+        self.timer_s, self.block_ms = timer_s, block_ms
+        self.log = logging.getLogger(name)
+        self.acct_stream = keys.acct(settings.env.account_index)
+        self.book_stream = keys.md_book(core.market_id)
+        self.books: TailReader | None = None
+        self.accounts: GroupConsumer | None = None
+        self.started = False
+        self.last_intent_s: float | None = None
+        self.last_account_s: float | None = None
+        self.intents: Tally[str] = Tally()
+        self.dead_letters = 0
+
+    # --- Service protocol -----------------------------------------------------------------------
+    async def start(self, rt: Runtime) -> None:
+        r = rt.redis
+        await create_group(r, self.acct_stream, self.name, "0")
+        await create_group(r, keys.ORDERS_EVENTS, self.name, "$")
+        self.accounts = GroupConsumer(rt.bus, [self.acct_stream, keys.ORDERS_EVENTS], self.name, f"{self.name}-1",
+                                      block_ms=self.block_ms)
+        newest = await r.xrevrange(self.book_stream, count=1)
+        start = (newest[0][0].decode() if isinstance(newest[0][0], bytes) else newest[0][0]) if newest else "0-0"
+        self.books = TailReader(rt.bus, [self.book_stream], start=start, block_ms=self.block_ms, conflate=True)
+        latest_key = keys.book_latest(self.core.market_id)
+        raw = await r.get(latest_key)
+        if raw is not None:
+            try:
+                book = BookTop.model_validate_json(raw)
+            except ValidationError as e:
+                self.dead_letters += 1
+                await rt.bus.dead_letter(latest_key, "-", {"d": raw}, f"invalid book: {e.errors()[0]['msg']}")
+            else:
+                await self._apply(rt, book, None)
+        self.started = True
+        self.log.info("%s started: market %d, account stream %s, dry_run=%s", self.name, self.core.market_id,
+                      self.acct_stream, self.dry_run)
+
+    async def run(self, rt: Runtime) -> None:
+        await asyncio.gather(rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),
+                             rt.loop(partial(self._timer_step, rt), idle_s=self.timer_s))
+
+    async def stop(self, rt: Runtime) -> None:
+        ns = clock.now_ns()
+        await self._execute(rt, self.core.shutdown(ns // 1_000_000), ns, None, None)
+
+    def health(self, now: float) -> tuple[bool, dict[str, Any]]:
+        ts = self.core.book_ts_ms
+        detail: dict[str, Any] = {
+            **self.core.snapshot(),
+            "book_age_s": None if ts is None else round(now - ts / 1000, 3),
+            "last_intent_age_s": None if self.last_intent_s is None else round(now - self.last_intent_s, 3),
+            "last_account_event_age_s": None if self.last_account_s is None else round(now - self.last_account_s, 3),
+            "intents": dict(self.intents),
+            "dead_letters": self.dead_letters,
+        }
+        return self.started and self.core.fresh(int(now * 1000)), detail
+
+    def ready(self) -> bool:
+        return self.started
+
+    # --- loops ----------------------------------------------------------------------------------
+    async def _book_step(self, rt: Runtime) -> None:
+        assert self.books is not None
+        for e in await self.books.read():
+            await self._apply(rt, e.msg, e)
+
+    async def _account_step(self, rt: Runtime) -> None:
+        assert self.accounts is not None
+        for e in await self.accounts.read():
+            self.last_account_s = time.time()
+            await self._apply(rt, e.msg, e)
+            await self.accounts.ack(e.stream, e.id)
+
+    async def _timer_step(self, rt: Runtime) -> None:
+        ns = clock.now_ns()
+        await self._execute(rt, self.core.on_timer(ns // 1_000_000), ns, None, None)
+
+    async def _apply(self, rt: Runtime, msg: Msg, entry: Entry | None) -> None:
+        ns = clock.now_ns()
+        try:
+            cmds = self.core.handle(msg, ns // 1_000_000)
+        except Exception as e:  # noqa: BLE001 - one bad entry must not stop the service
+            self.log.exception("core failed on %s %s", entry.stream if entry else "start-up", entry.id if entry else "")
+            cmds = [Reject(f"core error: {type(e).__name__}: {e}")]
+        await self._execute(rt, cmds, ns, entry, msg)
+
+    async def _execute(self, rt: Runtime, cmds: list[Command], now_ns: int, entry: Entry | None,
+                       msg: Msg | None) -> None:
+        now_ms = now_ns // 1_000_000
+        for c in cmds:
+            if isinstance(c, (Place, Cancel)):
+                intent = to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms)
+                if self.dry_run:  # the cores emit nothing in dry-run; this is the second lock
+                    self.log.info("dry-run: not publishing %s", intent.model_dump_json())
+                    continue
+                await rt.bus.publish(keys.ORDERS_INTENTS, intent, now_ms)
+                INTENTS.labels(self.name, intent.action).inc()
+                self.intents[intent.action] += 1
+                self.last_intent_s = time.time()
+                spec = self.core.spec
+                what = (f"{'ask' if c.is_ask else 'bid'} {spec.size_str(c.size)}@{spec.price_str(c.price)} {c.tif}"
+                        f"{' reduce-only' if c.reduce_only else ''}" if isinstance(c, Place) else c.reason)
+                self.log.info("%s %s coi=%d %s", intent.action, intent.intent_id, intent.client_order_index, what)
+            elif isinstance(c, Reject):
+                REJECTED_INPUT.labels(self.name).inc()
+                self.dead_letters += 1
+                if entry is not None and msg is not None:
+                    await rt.bus.dead_letter(entry.stream, entry.id, encode(msg), c.reason)
+                else:
+                    self.log.warning("rejected input: %s", c.reason)
+            elif isinstance(c, Note):
+                self.log.log(logging.WARNING if c.level == "warning" else logging.INFO, "%s", c.text)
+        self.observe()
+
+    def observe(self) -> None:
+        """Refresh gauges after each decision; subclasses set their own."""

@@ -1,0 +1,93 @@
+"""Maker sizing (notional clamp) and quote prices: exact integer ticks/lots, the user's SOL numbers."""
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from shared.config import MakerConfig, Settings
+from shared.markets import MarketSpec
+from services.maker.pricing import (clamp_size, config_size_lots, min_lots_at, min_notional_micro, moved_bps,
+                                    quote_prices, skew_ticks)
+
+SPEC = Settings().market_spec  # SOL: price 3 dp, size 3 dp, min base 0.050, min quote 10
+MIN_NOTIONAL = min_notional_micro(Decimal("10.5"), SPEC)
+
+
+def test_spec_and_configured_size() -> None:
+    assert (SPEC.price_decimals, SPEC.size_decimals, SPEC.min_base, SPEC.min_quote_micro) == (3, 3, 50, 10_000_000)
+    assert MIN_NOTIONAL == 10_500_000  # 10.5 USDC beats the venue's 10
+    assert config_size_lots(MakerConfig(), SPEC) == 64
+    assert config_size_lots(MakerConfig(size=Decimal("0.0649")), SPEC) == 64  # rounded down, never up
+
+
+def test_user_example_size_0064_becomes_0075_at_140() -> None:
+    assert clamp_size(64, SPEC, SPEC.price_ticks("140.000"), MIN_NOTIONAL) == 75
+    assert SPEC.notional_micro(140_000, 75) == 10_500_000
+    assert SPEC.notional_micro(140_000, 74) < 10_500_000
+
+
+def test_clamp_is_computed_at_the_quote_price() -> None:
+    # a bid at 139.860 needs 76 lots: 75 x 139.860 = 10.4895 < 10.5
+    assert clamp_size(64, SPEC, 139_860, MIN_NOTIONAL) == 76
+    assert SPEC.notional_micro(139_860, 75) == 10_489_500
+    assert clamp_size(64, SPEC, 140_140, MIN_NOTIONAL) == 75
+
+
+def test_size_not_raised_when_already_above_minimums_and_min_base_applies() -> None:
+    assert clamp_size(64, SPEC, 200_000, MIN_NOTIONAL) == 64          # 0.0525 needed, 0.064 kept
+    assert min_lots_at(SPEC, 1_000_000, MIN_NOTIONAL) == 50           # notional needs 11 lots, min base 50
+    assert clamp_size(40, SPEC, 1_000_000, MIN_NOTIONAL) == 50
+
+
+def test_exchange_minimum_wins_over_size_max() -> None:
+    size = clamp_size(64, SPEC, 100_000, MIN_NOTIONAL)  # 10.5 / 100 = 0.105 > size_max 0.072
+    assert size == 105 and size > config_size_lots(MakerConfig(), SPEC)
+
+
+@pytest.mark.parametrize("price", [1, 7, 999, 33_333, 99_999, 139_861, 140_001, 5_000_000, 123_456_789])
+def test_min_lots_is_the_exact_minimum(price: int) -> None:
+    lots = min_lots_at(SPEC, price, MIN_NOTIONAL)
+    assert lots >= SPEC.min_base and SPEC.notional_micro(price, lots) >= MIN_NOTIONAL
+    if lots > SPEC.min_base:
+        assert SPEC.notional_micro(price, lots - 1) < MIN_NOTIONAL
+
+
+def test_other_decimals() -> None:
+    eth = MarketSpec(0, "ETH", 2, 4, 50, 10_000_000)
+    assert min_lots_at(eth, 300_000, 10_500_000) == 50   # 10.5 / 3000 = 0.0035 ETH, below min base 0.0050
+    assert min_lots_at(eth, 100_000, 10_500_000) == 105  # 10.5 / 1000 = 0.0105 ETH
+    with pytest.raises(ValueError):
+        min_lots_at(eth, 0, 10_500_000)
+
+
+def test_quote_prices_around_mid() -> None:
+    assert quote_prices(139_990, 140_010, Fraction(10), Fraction(0)) == (139_860, 140_140)
+    # half-tick mid 139.9925: bid rounds down, ask rounds up
+    assert quote_prices(139_990, 139_995, Fraction(10), Fraction(0)) == (139_852, 140_133)
+
+
+def test_quote_prices_never_cross_the_bbo() -> None:
+    bid, ask = quote_prices(100_000, 100_001, Fraction(0), Fraction(0))
+    assert bid < 100_001 and ask > 100_000 and bid < ask
+    # a large upward shift would put the bid through the ask: clamped to one tick below it
+    bid, ask = quote_prices(139_990, 140_010, Fraction(10), Fraction(-500))
+    assert bid == 140_009 and ask > 139_990
+    bid, ask = quote_prices(139_990, 140_010, Fraction(10), Fraction(500))
+    assert ask == 139_991 and bid < 140_010
+
+
+def test_skew_is_linear_up_to_one_half_spread() -> None:
+    mid = Fraction(140_000)
+    assert skew_ticks(mid, Fraction(10), 0, 200) == 0
+    assert skew_ticks(mid, Fraction(10), 100, 200) == 70        # half the limit: half of 140 ticks
+    assert skew_ticks(mid, Fraction(10), 200, 200) == 140
+    assert skew_ticks(mid, Fraction(10), 999, 200) == 140       # capped at the limit
+    assert skew_ticks(mid, Fraction(10), -100, 200) == -70
+    assert skew_ticks(mid, Fraction(10), 100, 0) == 0
+
+
+def test_moved_bps() -> None:
+    assert moved_bps(140_000, 140_042, Fraction(140_000)) == 3
+    assert moved_bps(140_042, 140_000, Fraction(140_000)) == 3

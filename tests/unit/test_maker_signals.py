@@ -1,0 +1,58 @@
+"""Volatility EMA and trend window: time-aware, driven only by the timestamps given."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from services.maker.signals import TrendWindow, VolEma
+
+
+def test_vol_first_sample_only_seeds() -> None:
+    v = VolEma(30_000)
+    assert v.update(0, 100.0) == 0.0 and v.samples == 0
+
+
+def test_vol_one_second_return_weighted_by_halflife() -> None:
+    v = VolEma(30_000)
+    v.update(0, 100.0)
+    val = v.update(1_000, 100.0 * math.exp(0.01))  # 100 bps log-return in one second
+    assert val == pytest.approx(100 * (1 - 0.5 ** (1 / 30)))
+
+
+def test_vol_samples_at_most_once_per_second_and_ignores_old_timestamps() -> None:
+    v = VolEma(30_000)
+    v.update(0, 100.0)
+    assert v.update(500, 120.0) == 0.0  # too soon: not a sample
+    assert v.update(-5, 120.0) == 0.0
+    assert v.update(1_000, 100.0) == 0.0  # back where it was one second later: no return
+    assert v.samples == 1
+
+
+def test_vol_gap_scaling_and_halflife_decay() -> None:
+    a, b = VolEma(30_000), VolEma(30_000)
+    a.update(0, 100.0)
+    b.update(0, 100.0)
+    a.update(4_000, 100.0 * math.exp(0.01))  # 100 bps over 4 s = 50 bps/s under random-walk scaling
+    assert a.value == pytest.approx(50 * (1 - 0.5 ** (4 / 30)))
+    b.value = 40.0
+    b.update(30_000, 100.0)  # flat for one half-life
+    assert b.value == pytest.approx(20.0)
+
+
+def test_trend_over_lookback() -> None:
+    t = TrendWindow(45_000)
+    assert t.update(0, 100.0) == 0.0
+    assert t.update(10_000, 100.1) == pytest.approx(10.0)  # history shorter than the lookback: vs oldest
+    assert t.update(50_000, 100.2) == pytest.approx(20.0)  # mid 45 s ago (at 5 s) was still the 0 s sample
+    assert t.update(56_000, 100.2) == pytest.approx((100.2 / 100.1 - 1) * 1e4)  # reference now the 10 s sample
+    for ts in range(51_000, 120_000, 1_000):
+        t.update(ts, 100.2)
+    assert t.value == pytest.approx(0.0)
+
+
+def test_trend_down_and_out_of_order() -> None:
+    t = TrendWindow(45_000)
+    t.update(1_000, 100.0)
+    assert t.update(2_000, 99.8) == pytest.approx(-20.0)
+    assert t.update(1_500, 150.0) == pytest.approx(-20.0)  # older than the last sample: ignored
