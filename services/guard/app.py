@@ -13,7 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
+
+from shared.metrics import position_lots
 from redis.exceptions import ResponseError
 
 from shared import clock, keys
@@ -41,7 +43,7 @@ log = logging.getLogger("guard")
 
 VERDICTS = Counter("mm_guard_verdicts_total", "Guard verdicts on order intents", ["verdict", "reason"])
 KILL_TRIPS = Counter("mm_kill_trips_total", "Times the guard tripped risk:kill on a limit breach")
-POSITION = Gauge("mm_position_lots", "Our signed position in lots as tracked by the guard", ["market"])
+POSITION = position_lots()
 
 MID_MAX_AGE_S = 10.0       # unhealthy when the mid is older than this while intents arrive
 KILL_REFRESH_S = 1.0       # re-read risk:kill at least this often even without intents (health)
