@@ -1,0 +1,1 @@
+"""Feed: Lighter WebSocket -> normalised Redis streams (books, trades, our account)."""

@@ -1,0 +1,314 @@
+"""Feed shell: the only reader of Lighter's WebSocket and the only writer of market data to Redis.
+
+It checks the configured decimals against the venue's REST ``orderBooks`` (wrong decimals would
+scale every number by a power of ten, so a mismatch keeps the feed silent and unhealthy), then runs
+two tasks around ``FeedCore``: the WebSocket reader (own client, reconnect with capped exponential
+backoff, every connection a full resync) and a timer (keepalive, protocol timeouts, auth-token
+polling, gauges). Commands from the core are carried out here and nowhere else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client import Counter, Gauge
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from services.feed.core import (GAP, Closed, Command, FeedCore, FrameIn, Malformed, Notice, Opened, PublishAccount,
+                                PublishBook, PublishTrade, Reconnect, RefreshToken, Resync, Seen, Send, Skipped,
+                                TokenSeen, VenueError)
+from services.feed.decimals import check_decimals
+from shared import clock, keys, logs
+from shared.config import REPO_ROOT, Settings
+from shared.runtime import REDIS_ERRORS, Runtime
+
+log = logging.getLogger("feed")
+
+FRAMES = Counter("mm_feed_frames_total", "Venue WebSocket frames received, by channel", ["channel"])
+BAD_FRAMES = Counter("mm_feed_bad_frames_total", "Malformed venue frames or items (counted, logged, dead-lettered)")
+RECONNECTS = Counter("mm_ws_reconnects_total", "Venue WebSocket reconnections")
+GAPS = Counter("mm_book_gaps_total", "Order book nonce gaps (each followed by a resync)", ["market"])
+RESYNCS = Counter("mm_book_resyncs_total", "Order book resubscriptions, by reason", ["market", "reason"])
+BOOK_AGE = Gauge("mm_book_age_seconds", "Seconds since the last applied order book frame", ["market"])
+VENUE_ERRORS = Counter("mm_feed_venue_errors_total", "Error frames received from the venue", ["code"])
+SKIPPED = Counter("mm_feed_skipped_total", "Well-formed venue input deliberately not published")
+
+BOOK_MAX_AGE_S = 5.0      # healthy only while the last book frame is younger than this
+TOKEN_FILE = REPO_ROOT / ".env.ws_token"
+WS_MAX_FRAME = 16 * 2**20  # full snapshots are ~100 KB on mainnet; leave ample headroom
+
+
+class FeedService:
+    """``shared.runtime.Service`` for the feed."""
+
+    name = "feed"
+
+    def __init__(self, settings: Settings, token_file: Path | None = None, token_poll_s: float = 5.0,
+                 tick_s: float = 0.25) -> None:
+        self.settings = settings
+        self.spec = settings.market_spec
+        self.account = settings.env.account_index
+        self.core = FeedCore([self.spec], settings.feed.book_depth, self.account)
+        base = settings.env.base_url.rstrip("/")
+        self.ws_url = settings.env.ws_url or base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
+        self.token_file = TOKEN_FILE if token_file is None else token_file
+        self.token_poll_s, self.tick_s = token_poll_s, tick_s
+        self.decimals = "unverified"  # -> "ok" | "mismatch"
+        self.decimals_problem = ""
+        self.reconnects = 0
+        self._ws: ClientConnection | None = None
+        self._frames = 0
+        self._conn_books = 0
+        self._refresh = asyncio.Event()
+
+    # --- Service protocol ------------------------------------------------------------------------
+    async def start(self, rt: Runtime) -> None:
+        log.info("feed for market %d (%s, %d/%d decimals) from %s%s", self.spec.market_id, self.spec.symbol,
+                 self.spec.price_decimals, self.spec.size_decimals, self.ws_url,
+                 f", account {self.account}" if self.account is not None else ", no account")
+
+    async def run(self, rt: Runtime) -> None:
+        if not await self._verify_decimals(rt):
+            await rt.stopping.wait()
+            return
+        if self.account is not None:
+            await self._poll_token(rt)
+        tasks = {asyncio.create_task(self._ws_loop(rt), name="feed-ws"),
+                 asyncio.create_task(self._timer_loop(rt), name="feed-timer")}
+        stopper = asyncio.create_task(rt.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done & tasks:
+                t.result()  # a crashed loop is a bug: let the runtime report it
+        finally:
+            stopper.cancel()
+            await self._close_ws()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self, rt: Runtime) -> None:
+        await self._close_ws()
+
+    def health(self, now: float) -> tuple[bool, dict[str, Any]]:
+        m = self.spec.market_id
+        book_age = self._age(now, self.core.last_book_ms.get(m, 0))
+        ok = (self.decimals == "ok" and self.core.connected and self.core.books[m].valid
+              and book_age is not None and book_age < BOOK_MAX_AGE_S)
+        detail: dict[str, Any] = {
+            "connected": self.core.connected,
+            "decimals": self.decimals,
+            "book_age_s": book_age,
+            "trade_age_s": self._age(now, self.core.last_trade_ms),
+            "account_age_s": self._age(now, self.core.last_account_ms),
+            "reconnects": self.reconnects,
+            "gaps": self.core.gaps,
+            "bad_frames": self.core.bad_frames,
+            "seq": self.core.books[m].nonce,
+        }
+        if self.decimals_problem:
+            detail["decimals_problem"] = self.decimals_problem
+        if self.account is not None:
+            detail["account"] = {"index": self.account, "token_source": self.core.token_source,
+                                 "channels": {ch: st.value for ch, st in self.core.private.items()}}
+        return ok, detail
+
+    def ready(self) -> bool:
+        return self.decimals == "ok" and self.core.connected
+
+    # --- start-up check --------------------------------------------------------------------------
+    async def _verify_decimals(self, rt: Runtime) -> bool:
+        """Retry until the venue answers; a mismatch is final (the config must be fixed)."""
+        url = f"{self.settings.env.base_url.rstrip('/')}/api/v1/orderBooks"
+        delay = 0.5
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while not rt.stopping.is_set():
+                try:
+                    async with http.get(url, params={"market_id": str(self.spec.market_id)}) as resp:
+                        if resp.status != 200:
+                            raise ValueError(f"HTTP {resp.status}")
+                        payload = await resp.json(content_type=None)
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+                    log.warning("cannot check market decimals at %s (%s); retrying in %.1fs", url, e, delay)
+                    await rt.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                problem = check_decimals(self.spec, payload)
+                if problem is not None:
+                    self.decimals, self.decimals_problem = "mismatch", problem
+                    log.error("refusing to publish market data: %s", problem)
+                    return False
+                self.decimals = "ok"
+                log.info("market %d decimals confirmed by the venue", self.spec.market_id)
+                return True
+        return False
+
+    # --- WebSocket -------------------------------------------------------------------------------
+    async def _ws_loop(self, rt: Runtime) -> None:
+        lo, hi = float(self.settings.feed.reconnect_min_s), float(self.settings.feed.reconnect_max_s)
+        delay = lo
+        first = True
+        while not rt.stopping.is_set():
+            if not first:
+                self.reconnects += 1
+                RECONNECTS.inc()
+            first = False
+            self._conn_books = 0
+            try:
+                async with connect(self.ws_url, open_timeout=10, close_timeout=2, max_size=WS_MAX_FRAME,
+                                   ping_interval=20, ping_timeout=20) as ws:
+                    self._ws = ws
+                    log.info("websocket open: %s", self.ws_url)
+                    await self._apply(rt, self.core.handle(Opened(), clock.now_ms()))
+                    async for raw in ws:
+                        await self._on_frame(rt, raw)
+                if not rt.stopping.is_set():
+                    log.warning("websocket closed (code %s)", ws.close_code)
+            except (OSError, asyncio.TimeoutError, WebSocketException) as e:
+                if not rt.stopping.is_set():
+                    log.warning("websocket %s: %s: %s", self.ws_url, type(e).__name__, e)
+            finally:
+                self._ws = None
+                await self._apply(rt, self.core.handle(Closed(), clock.now_ms()))
+            if self._conn_books:  # that session worked: start the backoff over
+                delay = lo
+            if not await rt.sleep(delay * random.uniform(0.8, 1.0)):
+                return
+            delay = min(delay * 2, hi)
+
+    async def _on_frame(self, rt: Runtime, raw: str | bytes) -> None:
+        self._frames += 1
+        now_ns = clock.now_ns()
+        try:
+            cmds = self.core.handle(FrameIn(raw), now_ns // 1_000_000, now_ns)
+        except Exception as e:  # noqa: BLE001 - a core bug on one frame must not stop the feed
+            log.exception("feed core failed on a frame; reconnecting for a clean state")
+            self.core.bad_frames += 1
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            cmds = [Malformed("-", f"internal error: {type(e).__name__}: {e}", text[:16_384]), Reconnect("internal error")]
+        await self._apply(rt, cmds)
+
+    async def _send(self, cmd: Send) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        if cmd.type in ("subscribe", "unsubscribe"):
+            log.info("%s %s%s", cmd.type, cmd.channel, " (with auth)" if cmd.auth else "")
+        try:
+            await ws.send(orjson.dumps(cmd.payload()).decode())
+        except ConnectionClosed:
+            pass  # the reader sees the closure and reconnects
+
+    async def _close_ws(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    # --- commands --------------------------------------------------------------------------------
+    async def _apply(self, rt: Runtime, cmds: list[Command]) -> None:
+        for c in cmds:
+            if isinstance(c, Seen):
+                FRAMES.labels(c.kind).inc()
+            elif isinstance(c, PublishBook):
+                m = c.book.market_id
+                self._conn_books += 1
+                await self._redis(rt, partial(rt.bus.publish_md, keys.md_book(m), c.book, latest_key=keys.book_latest(m)))
+            elif isinstance(c, PublishTrade):
+                await self._redis(rt, partial(rt.bus.publish_md, keys.md_trade(c.trade.market_id), c.trade))
+            elif isinstance(c, PublishAccount):
+                assert self.account is not None
+                await self._redis(rt, partial(rt.bus.publish, keys.acct(self.account), c.msg))
+            elif isinstance(c, Send):
+                await self._send(c)
+            elif isinstance(c, Malformed):
+                BAD_FRAMES.inc()
+                entry = f"{c.channel}#{self._frames}"
+                await self._redis(rt, partial(rt.bus.dead_letter, "ws", entry, {"channel": c.channel, "frame": c.raw},
+                                              c.error))
+            elif isinstance(c, Resync):
+                market = str(c.market_id)
+                RESYNCS.labels(market, c.reason).inc()
+                if c.reason == GAP:
+                    GAPS.labels(market).inc()
+                    log.warning("book %s: nonce gap (expected begin_nonce %s, got %s); resubscribing",
+                                market, c.expected_nonce, c.begin_nonce)
+                else:
+                    log.warning("book %s: %s; resubscribing", market, c.reason)
+            elif isinstance(c, VenueError):
+                VENUE_ERRORS.labels(str(c.code)).inc()
+                log.warning("venue error %d: %s", c.code, c.message[:200])
+            elif isinstance(c, Notice):
+                log.info("%s", c.message)
+            elif isinstance(c, Skipped):
+                SKIPPED.inc()
+                log.debug("skipped: %s", c.reason)
+            elif isinstance(c, RefreshToken):
+                self._refresh.set()
+            elif isinstance(c, Reconnect):
+                log.warning("reconnecting: %s", c.reason)
+                await self._close_ws()
+
+    async def _redis(self, rt: Runtime, op: Callable[[], Awaitable[Any]]) -> None:
+        """Run one Redis write, retrying through an outage (account events must not be lost)."""
+        delay = 0.05
+        while True:
+            try:
+                await op()
+                rt.redis_ok = True
+                return
+            except REDIS_ERRORS as e:
+                rt.redis_ok = False
+                log.warning("redis write failed (%s); retrying in %.2fs", type(e).__name__, delay)
+                if not await rt.sleep(delay):
+                    return
+                delay = min(delay * 2, 2.0)
+
+    # --- timer: keepalive, timeouts, token, gauges ----------------------------------------------
+    async def _timer_loop(self, rt: Runtime) -> None:
+        next_poll = time.monotonic() + self.token_poll_s
+        while await rt.sleep(self.tick_s):
+            if self.account is not None and (self._refresh.is_set() or time.monotonic() >= next_poll):
+                self._refresh.clear()
+                next_poll = time.monotonic() + self.token_poll_s
+                await self._poll_token(rt)
+            await self._apply(rt, self.core.on_timer(clock.now_ms()))
+            last = self.core.last_book_ms.get(self.spec.market_id)
+            if last:
+                BOOK_AGE.labels(str(self.spec.market_id)).set(max(0.0, time.time() - last / 1000))
+
+    async def _poll_token(self, rt: Runtime) -> None:
+        token, source = await self._read_token(rt)
+        logs.register_secret(token)
+        await self._apply(rt, self.core.handle(TokenSeen(token, source), clock.now_ms()))
+
+    async def _read_token(self, rt: Runtime) -> tuple[str | None, str]:
+        """First found: WS_AUTH_TOKEN, the first line of ``.env.ws_token``, the gateway's Redis key."""
+        env = self.settings.env.ws_auth_token
+        if env is not None and env.get_secret_value():
+            return env.get_secret_value(), "env"
+        try:
+            lines = self.token_file.read_text().splitlines()
+        except OSError:
+            lines = []
+        if lines and lines[0].strip():
+            return lines[0].strip(), "file"
+        try:
+            raw = await rt.redis.get(keys.AUTH_WS_TOKEN)
+        except REDIS_ERRORS:
+            return self.core.token, self.core.token_source  # keep what we have through an outage
+        if raw:
+            return (raw.decode() if isinstance(raw, bytes) else str(raw)).strip(), "redis"
+        return None, "none"
+
+    @staticmethod
+    def _age(now: float, last_ms: int) -> float | None:
+        return round(max(0.0, now - last_ms / 1000), 3) if last_ms else None
