@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Fetch an account's fills on one market and compute its PnL (definitions: research metrics.md §5.1).
+
+    python scripts/fetch_trades.py --base-url https://mainnet.zklighter.elliot.ai --account 366110 \\
+        --market-id 102 --limit 200 --mark-mid <mid> --token <bearer>
+
+Pages ``GET /api/v1/trades`` (newest first, 100 per page, following ``next_cursor``; the auth
+token goes raw in the ``authorization`` header, as the lighter-sdk sends it; ``--token`` falls back
+to ``$LIGHTER_API_BEARER``). Over the fetched window, starting flat
+at its first fill, with side s = +1 for our buys and -1 for our sells:
+
+- cash X = sum(-s * p * v), position q = sum(s * v), fees F = sum(rate * p * v) where the trade's
+  ``maker_fee``/``taker_fee`` is a rate in millionths of notional (absent = 0);
+- equity (mark-to-mid) E = X + q * mid - F, with mid = ``--mark-mid`` (else the venue's current mid);
+  split into round trips (matched size x (avg sell - avg buy)) and the open inventory marked at mid;
+- spread capture sum(v * s * (mid_at_fill - p)) when every fill carries the mid at its time (Lighter's
+  trades do not: then it is reported as unavailable);
+- volume in base units and USD, maker/taker counts.
+All money is exact ``Decimal``; the table rounds for display only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+
+from scripts._common import (
+    Rest,
+    ScriptError,
+    decimal_arg,
+    default_base_url,
+    fetch_markets,
+    fetch_top_of_book,
+    fmt_dec,
+    parser,
+    rest,
+    run,
+    to_decimal,
+)
+from shared.logs import register_secret
+
+PROG = "fetch_trades.py"
+PAGE = 100  # the API's maximum page size
+FEE_RATE_SCALE = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One of our executions; ``side`` +1 = we bought, -1 = we sold; ``fee`` in USD (negative = rebate)."""
+
+    trade_id: int
+    timestamp_ms: int
+    market_id: int
+    side: int
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    maker: bool
+    mid: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PnL:
+    fills: int
+    maker_fills: int
+    taker_fills: int
+    bought: Decimal
+    sold: Decimal
+    avg_buy: Decimal | None
+    avg_sell: Decimal | None
+    position: Decimal
+    cash: Decimal
+    fees: Decimal
+    volume_base: Decimal
+    volume_usd: Decimal
+    mark_mid: Decimal
+    equity: Decimal
+    round_trip_size: Decimal
+    round_trip_pnl: Decimal
+    inventory_pnl: Decimal
+    spread_capture: Decimal | None
+    first_ms: int | None
+    last_ms: int | None
+
+
+def fills_from_trade(t: dict[str, Any], account: int) -> list[Fill]:
+    """Our side(s) of one venue trade (two fills for a self-trade, none if the account is not in it)."""
+    price, size = to_decimal(t.get("price")), to_decimal(t.get("size"))
+    if price is None or size is None:
+        raise ValueError(f"trade {t.get('trade_id')}: no price/size")
+    out: list[Fill] = []
+    is_maker_ask = bool(t.get("is_maker_ask"))
+    mid = to_decimal(t.get("mid_price"))
+    for side, acct_key in ((1, "bid_account_id"), (-1, "ask_account_id")):
+        if t.get(acct_key) != account:
+            continue
+        maker = is_maker_ask == (side == -1)
+        rate = to_decimal(t.get("maker_fee" if maker else "taker_fee")) or Decimal(0)
+        out.append(Fill(trade_id=int(t.get("trade_id") or 0), timestamp_ms=int(t.get("timestamp") or 0),
+                        market_id=int(t.get("market_id") or 0), side=side, price=price, size=size,
+                        fee=rate * price * size / FEE_RATE_SCALE, maker=maker, mid=mid))
+    return out
+
+
+def compute_pnl(fills: list[Fill], mark_mid: Decimal) -> PnL:
+    """Window PnL of ``fills`` (any order), flat before the first one, marked at ``mark_mid``."""
+    buys = [f for f in fills if f.side > 0]
+    sells = [f for f in fills if f.side < 0]
+    bought = sum((f.size for f in buys), Decimal(0))
+    sold = sum((f.size for f in sells), Decimal(0))
+    buy_usd = sum((f.price * f.size for f in buys), Decimal(0))
+    sell_usd = sum((f.price * f.size for f in sells), Decimal(0))
+    avg_buy = buy_usd / bought if bought else None
+    avg_sell = sell_usd / sold if sold else None
+    position = bought - sold
+    cash = sell_usd - buy_usd
+    fees = sum((f.fee for f in fills), Decimal(0))
+    equity = cash + position * mark_mid - fees
+    rt = min(bought, sold)
+    rt_pnl = rt * (avg_sell - avg_buy) if rt and avg_sell is not None and avg_buy is not None else Decimal(0)
+    # the rest of the gross (cash + q * mid, exact) is the open inventory marked at mid, i.e.
+    # q * (mid - average opening price); taking the difference keeps the attribution identity exact
+    inv_pnl = cash + position * mark_mid - rt_pnl
+    capture = (sum((f.side * f.size * (f.mid - f.price) for f in fills if f.mid is not None), Decimal(0))
+               if fills and all(f.mid is not None for f in fills) else None)
+    times = [f.timestamp_ms for f in fills]
+    return PnL(fills=len(fills), maker_fills=sum(f.maker for f in fills), taker_fills=sum(not f.maker for f in fills),
+               bought=bought, sold=sold, avg_buy=avg_buy, avg_sell=avg_sell, position=position, cash=cash, fees=fees,
+               volume_base=bought + sold, volume_usd=buy_usd + sell_usd, mark_mid=mark_mid, equity=equity,
+               round_trip_size=rt, round_trip_pnl=rt_pnl, inventory_pnl=inv_pnl, spread_capture=capture,
+               first_ms=min(times) if times else None, last_ms=max(times) if times else None)
+
+
+def _q(d: Decimal | None, places: str = "0.0001") -> str:
+    return "n/a" if d is None else fmt_dec(d.quantize(Decimal(places)))
+
+
+def _ts(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def render(fills: list[Fill], pnl: PnL, *, account: int, market: str, mid_source: str) -> str:
+    lines = [f"fills of account {account} on {market}: {pnl.fills} (oldest {_ts(pnl.first_ms)}, newest {_ts(pnl.last_ms)})",
+             f"{'time':<25} {'trade_id':>12} {'side':<4} {'role':<5} {'price':>14} {'size':>12} {'usd':>12} {'fee':>10}"]
+    for f in fills:
+        lines.append(f"{_ts(f.timestamp_ms):<25} {f.trade_id:>12} {'BUY' if f.side > 0 else 'SELL':<4} "
+                     f"{'maker' if f.maker else 'taker':<5} {fmt_dec(f.price):>14} {fmt_dec(f.size):>12} "
+                     f"{_q(f.price * f.size, '0.01'):>12} {_q(f.fee, '0.000001'):>10}")
+    lines += [
+        "",
+        f"volume: {fmt_dec(pnl.volume_base)} base, {_q(pnl.volume_usd, '0.01')} USD "
+        f"({pnl.maker_fills} maker, {pnl.taker_fills} taker)",
+        f"bought {fmt_dec(pnl.bought)} @ {_q(pnl.avg_buy)}, sold {fmt_dec(pnl.sold)} @ {_q(pnl.avg_sell)}",
+        f"position {pnl.position:+f}, cash {_q(pnl.cash)} USD, fees {_q(pnl.fees, '0.000001')} USD",
+        f"mark-to-mid at {fmt_dec(pnl.mark_mid)} ({mid_source}): PnL {_q(pnl.equity)} USD",
+        f"  round trips {fmt_dec(pnl.round_trip_size)} x (avg sell - avg buy) = {_q(pnl.round_trip_pnl)} USD",
+        f"  open inventory {pnl.position:+f} marked at mid = {_q(pnl.inventory_pnl)} USD",
+        f"  fees -{_q(pnl.fees, '0.000001')} USD",
+        "spread capture vs mid: " + (f"{_q(pnl.spread_capture)} USD" if pnl.spread_capture is not None
+                                     else "n/a (the venue's trades carry no mid at fill time)"),
+        "(window PnL: assumes the account was flat before the oldest fill fetched)",
+    ]
+    return "\n".join(lines)
+
+
+def to_json(fills: list[Fill], pnl: PnL, *, account: int, market_id: int, mid_source: str) -> str:
+    def conv(v: Any) -> Any:
+        return fmt_dec(v) if isinstance(v, Decimal) else v
+    return json.dumps({"account": account, "market_id": market_id, "mid_source": mid_source,
+                       "pnl": {k: conv(v) for k, v in asdict(pnl).items()},
+                       "fills": [{k: conv(v) for k, v in asdict(f).items()} for f in fills]}, indent=2)
+
+
+async def fetch_fills(client: Rest, *, account: int, market_id: int, limit: int) -> list[Fill]:
+    """Newest ``limit`` trades' fills, following ``next_cursor`` page by page; oldest first."""
+    fills: dict[tuple[int, int], Fill] = {}
+    cursor: str | None = None
+    seen_cursors: set[str] = set()
+    trades_seen = 0
+    while trades_seen < limit:
+        page = await client.get("trades", sort_by="timestamp", limit=min(PAGE, limit - trades_seen),
+                                account_index=account, market_id=market_id, sort_dir="desc", cursor=cursor)
+        batch = page.get("trades") or []
+        for t in batch:
+            try:
+                for f in fills_from_trade(t, account):
+                    fills[(f.trade_id, f.side)] = f
+            except (ValueError, TypeError, AttributeError) as e:
+                sys.stderr.write(f"warning: skipped a malformed trade: {e}\n")
+        trades_seen += len(batch)
+        cursor = page.get("next_cursor") or None
+        if not batch or cursor is None or cursor in seen_cursors:
+            break
+        seen_cursors.add(cursor)
+    return sorted(fills.values(), key=lambda f: (f.timestamp_ms, f.trade_id, f.side))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser(PROG, "Fetch an account's fills on one market and compute its PnL.")
+    p.add_argument("--base-url", default=default_base_url(),
+                   help="Lighter REST base URL (default $LIGHTER_BASE_URL or the local venue)")
+    p.add_argument("--account", type=int, default=None, help="account index (default $LIGHTER_ACCOUNT_INDEX)")
+    p.add_argument("--market-id", type=int, required=True, help="market id, e.g. 2 (SOL)")
+    p.add_argument("--limit", type=int, default=200, help="how many of the newest trades to fetch (default 200)")
+    p.add_argument("--mark-mid", type=decimal_arg, help="mid to mark the position at (default: the venue's current mid)")
+    p.add_argument("--token", default=None, help="auth token for /api/v1/trades (default $LIGHTER_API_BEARER)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    a = p.parse_args(argv)
+    account = a.account
+    if account is None:
+        raw = os.environ.get("LIGHTER_ACCOUNT_INDEX", "")
+        if not raw.isdigit():
+            p.error("--account is required (or set LIGHTER_ACCOUNT_INDEX)")
+        account = int(raw)
+    if account < 0 or a.market_id < 0:
+        p.error("--account and --market-id must be non-negative")
+    if not 1 <= a.limit <= 100_000:
+        p.error(f"--limit must be within 1..100000, got {a.limit}")
+    if a.mark_mid is not None and a.mark_mid <= 0:
+        p.error(f"--mark-mid must be positive, got {a.mark_mid}")
+    token = a.token or os.environ.get("LIGHTER_API_BEARER")
+    if not token:
+        p.error("no auth token: pass --token or set LIGHTER_API_BEARER (scripts/refresh_ws_token.py mints one)")
+    register_secret(token)
+
+    async def go() -> int:
+        async with rest(a.base_url, token) as client:
+            fills = await fetch_fills(client, account=account, market_id=a.market_id, limit=a.limit)
+            market = f"market {a.market_id}"
+            markets = [m for m in await fetch_markets(client, a.market_id) if m.market_id == a.market_id]
+            if markets:
+                market = f"{markets[0].symbol} (market {a.market_id})"
+            mid, source = a.mark_mid, "--mark-mid"
+            if mid is None:
+                bid, ask = await fetch_top_of_book(client, a.market_id)
+                if bid is not None and ask is not None:
+                    mid, source = (bid + ask) / 2, "venue mid now"
+                elif markets and markets[0].last_price is not None:
+                    mid, source = markets[0].last_price, "venue last trade price"
+            if mid is None:
+                raise ScriptError("no mid to mark at: the book is empty; pass --mark-mid")
+        pnl = compute_pnl(fills, mid)
+        if a.json:
+            print(to_json(fills, pnl, account=account, market_id=a.market_id, mid_source=source))
+        else:
+            print(render(fills, pnl, account=account, market=market, mid_source=source))
+        return 0
+
+    run(PROG, go, a.base_url)
+
+
+if __name__ == "__main__":
+    main()
