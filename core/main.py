@@ -158,7 +158,7 @@ class Supervisor:
         app.router.add_get("/health", handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.aggregate_port).start()
+        await web.TCPSite(runner, os.environ.get("HEALTH_HOST", "127.0.0.1"), self.aggregate_port).start()
         return runner
 
     async def run(self) -> int:
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as e:
         sys.stderr.write(f"{p.prog}: config error: {e}\n")
         raise SystemExit(2) from None
-    sup = Supervisor(build_children(a, env), AGGREGATE_PORT + a.port_offset)
+    sup = Supervisor(build_children(a, env), int(os.environ.get("PORT") or AGGREGATE_PORT) + a.port_offset)
     raise SystemExit(asyncio.run(sup.run()))
 
 

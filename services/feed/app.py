@@ -300,7 +300,7 @@ class FeedService:
         except OSError:
             lines = []
         if lines and lines[0].strip():
-            return lines[0].strip(), "file"
+            return lines[0].strip().removeprefix("WS_AUTH_TOKEN="), "file"
         try:
             raw = await rt.redis.get(keys.AUTH_WS_TOKEN)
         except REDIS_ERRORS:

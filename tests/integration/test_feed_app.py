@@ -318,7 +318,7 @@ async def test_token_file_wins_over_redis(make_feed: Callable[..., Awaitable[Har
                                           tmp_path: Path) -> None:
     await redis.set(keys.AUTH_WS_TOKEN, EXPIRED_TOKEN, px=60_000)
     token_file = tmp_path / ".env.ws_token"
-    token_file.write_text(GOOD_TOKEN + "\n# written by the refresh script\n")
+    token_file.write_text(f"WS_AUTH_TOKEN={GOOD_TOKEN}\n# written by scripts/refresh_ws_token.py\n")  # the script's format
     h = await make_feed(account=ACCT, token_file=token_file)
     await until(lambda: h.service.core.private_active, what="account channels active")
     assert {d.get("auth") for d in h.venue.sent_by_client() if d["type"] == "subscribe"} == {None, GOOD_TOKEN}
