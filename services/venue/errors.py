@@ -59,6 +59,7 @@ INVALID_LEVERAGE = 21741
 INVALID_CANCEL_ALL = 21122
 # rate limit
 TOO_MANY_REQUESTS = 23000
+TOO_MANY_SUBSCRIPTIONS = 23001
 # auth / params
 INVALID_PARAM = 20001
 INVALID_AUTH = 20013
@@ -107,6 +108,7 @@ MESSAGES: dict[int, str] = {
     INVALID_LEVERAGE: "invalid leverage",
     INVALID_CANCEL_ALL: "invalid cancel all orders time",
     TOO_MANY_REQUESTS: "Too Many Requests!",
+    TOO_MANY_SUBSCRIPTIONS: "Too Many Subscriptions",
     INVALID_PARAM: "invalid param",
     INVALID_AUTH: "invalid auth: invalid deadline",
     WS_INVALID_JSON: "Invalid Json",

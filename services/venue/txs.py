@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -63,9 +63,6 @@ class Tx:
         return self.attrs.get(ATTR_SKIP_NONCE, 0) == 1
 
 
-Parsed = Union[Tx]
-
-
 def tx_hash_of(raw: str) -> str:
     """Deterministic 80-hex tx hash (40 bytes, like Lighter's); the SDK never compares it."""
     return hashlib.blake2b(raw.encode(), digest_size=40).hexdigest()
@@ -78,7 +75,7 @@ def _int(obj: dict[str, Any], key: str) -> int:
     return v
 
 
-def parse_tx(tx_type: int, tx_info: Union[str, bytes, dict[str, Any]]) -> Tx:
+def parse_tx(tx_type: int, tx_info: str | bytes | dict[str, Any]) -> Tx:
     """tx_info (JSON text or an already-decoded object, as WS jsonapi/sendtx sends it) -> Tx."""
     if tx_type not in _FIELDS:
         raise E.err(E.INVALID_TX_TYPE, f"invalid tx type: {tx_type}")
@@ -129,7 +126,7 @@ def parse_batch(tx_types_json: str, tx_infos_json: str, max_batch: int = 15) -> 
     if len(types) > max_batch:
         raise E.err(E.BATCH_TOO_LARGE, f"maximum {max_batch} transactions allowed per batch")
     out: list[Tx] = []
-    for t, info in zip(types, infos):
+    for t, info in zip(types, infos, strict=True):
         if type(t) is not int:
             raise E.err(E.INVALID_TX_TYPE)
         if not isinstance(info, (str, dict)):

@@ -1,0 +1,530 @@
+"""Seeded synthetic market: mid process, background liquidity and taker flow (pure).
+
+Each market has a `SyntheticMarket`: a mid price (float ticks, model state only), a ladder of
+resting orders owned by the synthetic market-maker account (never the bot) and takers sent from
+the synthetic taker account. Orders the flow sends are integer ticks/lots and go through the
+same matching engine as everybody else, so a bot's resting order is filled exactly like on a
+real book: by takers that reach it, or by the ladder re-centring through it after a mid move.
+
+Models (regimes) decide the mid increments and the taker arrivals:
+calm, burst, trend, informed, as (Avellaneda-Stoikov), replay; a comma list switches between
+regimes at random times. Same seed + same inputs => identical event stream.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import orjson
+
+from .book import Book, Order
+from .engine import Engine
+from .markets import Market, parse_fixed
+from .txs import ORDER_LIMIT, TIF_GTT, TIF_IOC
+
+MODEL_NAMES = ("calm", "burst", "trend", "informed", "as", "replay")
+
+
+@dataclass(slots=True)
+class Params:
+    """Tunable model parameters (bps are relative to the mid)."""
+
+    sigma_bps: float = 1.0  # mid volatility per sqrt(second)
+    drift_bps: float = 0.0  # mid drift per second
+    taker_rate: float = 1.5  # taker orders per second
+    taker_notional_usd: float = 1500.0  # mean taker size
+    sweep_prob: float = 0.06  # chance a taker sweeps several levels (size x5, deep limit)
+    sweep_bps: float = 12.0
+    half_spread_bps: float = 1.0  # synthetic best bid/ask distance from mid
+    level_step_bps: float = 0.6
+    levels: int = 20
+    level_notional_usd: float = 6000.0
+    refresh_prob: float = 0.04  # per level per step: re-place (changes size, loses priority)
+    buy_bias: float = 0.5  # probability a taker buys
+    # burst regime
+    burst_every_s: float = 60.0
+    burst_len_s: float = 10.0
+    burst_mult: float = 6.0
+    # trend regime
+    trend_bps: float = 0.4
+    trend_flip_s: float = 120.0
+    # informed regime
+    informed_prob: float = 0.75
+    informed_horizon_steps: int = 20
+    # Avellaneda-Stoikov
+    as_A: float = 2.0  # arrivals per second per side
+    as_k: float = 0.5  # per bp: P(reach >= delta) = exp(-k * delta_bps)
+    # regime switching for mixed models
+    switch_every_s: float = 60.0
+
+    def update(self, values: dict[str, Any]) -> Params:
+        names = {f.name: f.type for f in fields(self)}
+        clean = {}
+        for k, v in values.items():
+            if k in names:
+                clean[k] = int(v) if names[k] in ("int", int) else float(v)
+        return replace(self, **clean)
+
+
+@dataclass(slots=True)
+class TakerIntent:
+    is_ask: bool
+    lots: int
+    limit: int  # ticks
+
+
+@dataclass(slots=True)
+class TapeEvent:
+    t_ms: int
+    kind: str  # "book" | "trade"
+    bids: list[tuple[int, int]] = field(default_factory=list)
+    asks: list[tuple[int, int]] = field(default_factory=list)
+    price: int = 0
+    size: int = 0
+    taker_buy: bool = True
+
+
+class Regime:
+    """Base regime = calm: Brownian (log) mid with drift, Poisson takers."""
+
+    name = "calm"
+
+    def __init__(self, p: Params) -> None:
+        self.p = p
+
+    def vol_mult(self) -> float:
+        return 1.0
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        p = self.p
+        bps = p.drift_bps * dt + p.sigma_bps * self.vol_mult() * math.sqrt(dt) * rng.gauss(0.0, 1.0)
+        return sm.mid * (1.0 + bps / 1e4)
+
+    def buy_prob(self, sm: SyntheticMarket, rng: random.Random) -> float:
+        return self.p.buy_bias
+
+    def takers(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> list[TakerIntent]:
+        p = self.p
+        out: list[TakerIntent] = []
+        n = _poisson(rng, p.taker_rate * self.vol_mult() ** 0.5 * dt)
+        for _ in range(n):
+            buy = rng.random() < self.buy_prob(sm, rng)
+            sweep = rng.random() < p.sweep_prob * min(self.vol_mult(), 4.0)
+            notional = rng.expovariate(1.0 / p.taker_notional_usd) * (5.0 if sweep else 1.0)
+            lots = sm.lots_for_usd(notional)
+            depth = p.sweep_bps if sweep else p.half_spread_bps + 2 * p.level_step_bps
+            out.append(TakerIntent(not buy, lots, sm.price_at(depth if buy else -depth)))
+        return out
+
+    def target_levels(self, sm: SyntheticMarket) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+        return None
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        """Regime state changes (bursts, trend flips); called once per step before the mid step."""
+
+
+class Burst(Regime):
+    name = "burst"
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.left_s = 0.0
+
+    def vol_mult(self) -> float:
+        return self.p.burst_mult if self.left_s > 0 else 1.0
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        if self.left_s > 0:
+            self.left_s -= dt
+        elif rng.random() < dt / self.p.burst_every_s:
+            self.left_s = rng.expovariate(1.0 / self.p.burst_len_s)
+
+
+class Trend(Regime):
+    name = "trend"
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.direction = 1.0
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        if rng.random() < dt / self.p.trend_flip_s:
+            self.direction = -self.direction
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        p = self.p
+        bps = (p.drift_bps + self.direction * p.trend_bps) * dt + \
+            p.sigma_bps * 0.7 * math.sqrt(dt) * rng.gauss(0.0, 1.0)
+        return sm.mid * (1.0 + bps / 1e4)
+
+    def buy_prob(self, sm: SyntheticMarket, rng: random.Random) -> float:
+        return 0.65 if self.direction > 0 else 0.35
+
+
+class Informed(Regime):
+    """Takers trade ahead of the mid: their side predicts the next `horizon` increments."""
+
+    name = "informed"
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.future: deque[float] = deque()
+
+    def _fill_future(self, dt: float, rng: random.Random) -> None:
+        p = self.p
+        while len(self.future) < max(1, p.informed_horizon_steps):
+            self.future.append(p.drift_bps * dt + p.sigma_bps * math.sqrt(dt) * rng.gauss(0.0, 1.0))
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        self._fill_future(dt, rng)
+        return sm.mid * (1.0 + self.future.popleft() / 1e4)
+
+    def buy_prob(self, sm: SyntheticMarket, rng: random.Random) -> float:
+        ahead = sum(self.future)
+        q = self.p.informed_prob
+        return q if ahead > 0 else 1.0 - q
+
+
+class AvellanedaStoikov(Regime):
+    """Arithmetic Brownian mid; per side, takers arrive at rate A and reach delta* ~ Exp(k),
+    sweeping everything up to mid +/- delta*: a resting order at distance delta is therefore
+    filled with intensity A*exp(-k*delta). Background liquidity sits far from the mid."""
+
+    name = "as"
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        p = self.p
+        sigma_abs = p.sigma_bps * sm.start_mid / 1e4  # constant in price units
+        return sm.mid + p.drift_bps * sm.start_mid / 1e4 * dt + sigma_abs * math.sqrt(dt) * rng.gauss(0.0, 1.0)
+
+    def takers(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> list[TakerIntent]:
+        p = self.p
+        out: list[TakerIntent] = []
+        for buy in (True, False):
+            for _ in range(_poisson(rng, p.as_A * dt)):
+                reach = rng.expovariate(p.as_k)  # bps
+                limit = sm.price_at(reach if buy else -reach)
+                out.append(TakerIntent(not buy, sm.liquidity_within(buy, limit), limit))
+        return out
+
+
+class Replay(Regime):
+    """Replays a recorded tape: the mid and the synthetic ladder follow the tape's book, and
+    each tape trade becomes a synthetic taker of the same side and size at the same price."""
+
+    name = "replay"
+
+    def __init__(self, p: Params, tape: list[TapeEvent]) -> None:
+        super().__init__(p)
+        self.tape = tape
+        self.pos = 0
+        self.t0: int | None = None
+        self.loop_offset = 0
+        self.book: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None
+        self.pending: list[TakerIntent] = []
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        if not self.tape:
+            return
+        if self.t0 is None:
+            self.t0 = now_ms
+        base = self.tape[0].t_ms
+        span = max(1, self.tape[-1].t_ms - base + 1)
+        while True:
+            ev = self.tape[self.pos]
+            if self.t0 + self.loop_offset + (ev.t_ms - base) > now_ms:
+                break
+            if ev.kind == "book" and ev.bids and ev.asks:
+                self.book = (ev.bids, ev.asks)
+                sm.mid = (ev.bids[0][0] + ev.asks[0][0]) / 2.0
+            elif ev.kind == "trade" and ev.size > 0:
+                self.pending.append(TakerIntent(not ev.taker_buy, ev.size, ev.price))
+            self.pos += 1
+            if self.pos >= len(self.tape):
+                self.pos = 0
+                self.loop_offset += span
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        return sm.mid
+
+    def takers(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> list[TakerIntent]:
+        out, self.pending = self.pending, []
+        return out
+
+    def target_levels(self, sm: SyntheticMarket) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+        return self.book
+
+
+class Mixed(Regime):
+    """Switches between sub-regimes at exponentially distributed times."""
+
+    name = "mixed"
+
+    def __init__(self, p: Params, regimes: list[Regime]) -> None:
+        super().__init__(p)
+        self.regimes = regimes
+        self.active = regimes[0]
+        self.name = ",".join(r.name for r in regimes)
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        if len(self.regimes) > 1 and rng.random() < dt / self.p.switch_every_s:
+            self.active = self.regimes[rng.randrange(len(self.regimes))]
+        for r in self.regimes:
+            r.advance(sm, now_ms, dt, rng) if r is self.active else None
+
+    def vol_mult(self) -> float:
+        return self.active.vol_mult()
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        return self.active.mid_step(sm, dt, rng)
+
+    def takers(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> list[TakerIntent]:
+        return self.active.takers(sm, dt, rng)
+
+    def target_levels(self, sm: SyntheticMarket) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+        return self.active.target_levels(sm)
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's method; lam per step is small (< ~5)."""
+    if lam <= 0:
+        return 0
+    limit = math.exp(-lam)
+    k, prod = 0, rng.random()
+    while prod > limit:
+        k += 1
+        prod *= rng.random()
+    return k
+
+
+AS_DEFAULTS = {"half_spread_bps": 8.0, "levels": 10}
+
+
+def make_regime(spec: str, p: Params, tape: list[TapeEvent] | None = None) -> Regime:
+    """'calm' | 'burst' | 'trend' | 'informed' | 'as' | 'replay' | comma list (mixed)."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise ValueError("empty model")
+    regimes: list[Regime] = []
+    for n in names:
+        if n == "calm":
+            regimes.append(Regime(p))
+        elif n == "burst":
+            regimes.append(Burst(p))
+        elif n == "trend":
+            regimes.append(Trend(p))
+        elif n == "informed":
+            regimes.append(Informed(p))
+        elif n == "as":
+            regimes.append(AvellanedaStoikov(p))
+        elif n == "replay":
+            if not tape:
+                raise ValueError("model 'replay' needs a tape (--tape FILE)")
+            regimes.append(Replay(p, tape))
+        else:
+            raise ValueError(f"unknown model {n!r} (choose from {', '.join(MODEL_NAMES)})")
+    return regimes[0] if len(regimes) == 1 else Mixed(p, regimes)
+
+
+class SyntheticMarket:
+    """Mid + ladder + takers for one market. `step` is called every `dt` of simulated time."""
+
+    def __init__(self, market: Market, regime: Regime, rng: random.Random, mm_account: int,
+                 taker_account: int, params: Params) -> None:
+        self.m = market
+        self.regime = regime
+        self.rng = rng
+        self.p = params
+        self.mm_account = mm_account
+        self.taker_account = taker_account
+        self.start_mid = float(market.start_mid)
+        self.mid = float(market.start_mid)
+        self.book: Book | None = None
+        self.ladder_bids: dict[int, Order] = {}
+        self.ladder_asks: dict[int, Order] = {}
+        self.steps = 0
+        self.grid_step = max(1, int(round(self.mid * params.level_step_bps / 1e4)))
+        self.tick_value = 10 ** market.price_decimals
+        self.lot_value = 10 ** market.size_decimals
+
+    # -- helpers --------------------------------------------------------------------------
+    def price_at(self, bps: float) -> int:
+        """Integer ticks at mid * (1 + bps/1e4), rounded away from the mid."""
+        x = self.mid * (1.0 + bps / 1e4)
+        return max(1, math.ceil(x) if bps >= 0 else math.floor(x))
+
+    def lots_for_usd(self, usd: float) -> int:
+        price = self.mid / self.tick_value
+        lots = int(usd / max(price, 1e-9) * self.lot_value)
+        return max(self.m.min_base, lots)
+
+    def liquidity_within(self, buy: bool, limit: int) -> int:
+        """Lots resting on the opposite side at prices a taker with `limit` would take
+        (a read-only view of the engine's book, installed by `bind_liquidity`)."""
+        if self.book is None:
+            return 0
+        book = self.book
+        total = 0
+        if buy:
+            for p in book.ask_prices:
+                if p > limit:
+                    break
+                total += book.asks[p].size
+        else:
+            for p in reversed(book.bid_prices):
+                if p < limit:
+                    break
+                total += book.bids[p].size
+        return total
+
+    def mark(self) -> int:
+        return max(1, int(round(self.mid)))
+
+    # -- one step ---------------------------------------------------------------------------
+    def step(self, engine: Engine, now_ms: int, dt: float) -> None:
+        rng = self.rng
+        self.regime.advance(self, now_ms, dt, rng)
+        self.mid = max(1.0, self.regime.mid_step(self, dt, rng))
+        engine.set_mark(self.m.market_id, self.mark())
+        self._refresh_ladder(engine, now_ms)
+        for t in self.regime.takers(self, dt, rng):
+            if t.lots > 0:
+                engine.create_order(self.taker_account, self.m.market_id, 0, t.is_ask, t.limit,
+                                    t.lots, ORDER_LIMIT, TIF_IOC, False, 0, now_ms)
+        self.steps += 1
+
+    def _desired(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        target = self.regime.target_levels(self)
+        if target is not None:
+            return target
+        p = self.p
+        hs = p.half_spread_bps
+        if isinstance(self.regime, AvellanedaStoikov) or (
+                isinstance(self.regime, Mixed) and isinstance(self.regime.active, AvellanedaStoikov)):
+            hs = max(hs, AS_DEFAULTS["half_spread_bps"])
+        # levels sit on a fixed grid of `step` ticks, so a mid move only adds/removes edge levels
+        step = self.grid_step
+        best_bid = math.floor(self.mid * (1.0 - hs / 1e4) / step) * step
+        best_ask = math.ceil(self.mid * (1.0 + hs / 1e4) / step) * step
+        if best_ask <= best_bid:
+            best_ask = best_bid + step
+        # size 0 = "any size": drawn only when a level is (re)placed, in _refresh_ladder
+        bids = [(best_bid - i * step, 0) for i in range(p.levels) if best_bid - i * step > 0]
+        asks = [(best_ask + i * step, 0) for i in range(p.levels)]
+        return bids, asks
+
+    def _refresh_ladder(self, engine: Engine, now_ms: int) -> None:
+        """Keep the synthetic ladder on the desired levels: cancel stale ones first (both sides),
+        then place missing ones, so the ladder never trades with itself. A few random levels are
+        re-placed each step (new size, back of the queue), which lets other orders gain priority."""
+        bids, asks = self._desired()
+        rng = self.rng
+        n_refresh = self.p.refresh_prob * (len(bids) + len(asks))
+        refresh = _poisson(rng, n_refresh) if n_refresh > 0 else 0
+        sides = ((False, bids, self.ladder_bids), (True, asks, self.ladder_asks))
+        for _is_ask, want, have in sides:
+            want_prices = {p for p, _ in want}
+            sized = want and want[0][1] != 0
+            for price, o in list(have.items()):
+                if o.status != "open":
+                    del have[price]
+                elif price not in want_prices:
+                    engine.cancel_order(o, now_ms)
+                    del have[price]
+            if sized:
+                for price, size in want:
+                    o = have.get(price)
+                    if o is not None and o.remaining != size:
+                        engine.cancel_order(o, now_ms)
+                        del have[price]
+        for _ in range(refresh):
+            is_ask = rng.random() < 0.5
+            have = self.ladder_asks if is_ask else self.ladder_bids
+            if have:
+                price = list(have)[rng.randrange(len(have))]
+                engine.cancel_order(have.pop(price), now_ms)
+        base_lots = self.lots_for_usd(self.p.level_notional_usd)
+        mid_id = self.m.market_id
+        for is_ask, want, have in sides:
+            if len(have) == len(want):
+                continue
+            for i, (price, size) in enumerate(want):
+                if price in have:
+                    continue
+                lots = size or max(self.m.min_base,
+                                   int(base_lots * (1.0 + 0.15 * i) * (0.5 + rng.random())))
+                o = engine.create_order(self.mm_account, mid_id, 0, is_ask, price, lots,
+                                        ORDER_LIMIT, TIF_GTT, False, 0, now_ms)
+                if o.status == "open" and o.remaining > 0:
+                    have[price] = o
+
+
+def bind_liquidity(sm: SyntheticMarket, engine: Engine) -> None:
+    """Give the market's regimes a read-only view of its book (used by the AS sweep)."""
+    sm.book = engine.books[sm.m.market_id]
+
+
+# -- tape -------------------------------------------------------------------------------------
+def _levels(raw: Any, m: Market) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lv in raw or []:
+        if isinstance(lv, dict):
+            price, size = lv.get("price"), lv.get("size")
+        else:
+            price, size = lv[0], lv[1]
+        p = parse_fixed(str(price), m.price_decimals) if not isinstance(price, int) else price
+        s = parse_fixed(str(size), m.size_decimals) if not isinstance(size, int) else size
+        if s > 0:
+            out.append((p, s))
+    return out
+
+
+def parse_tape(lines: Iterable[str | bytes], markets: dict[int, Market]) -> dict[int, list[TapeEvent]]:
+    """JSONL tape -> events per market. See README.md ("Replay tape format")."""
+    out: dict[int, list[TapeEvent]] = {m: [] for m in markets}
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        rec = orjson.loads(line)
+        stream = str(rec.get("stream") or rec.get("key") or "")
+        data = rec.get("data") or rec.get("fields") or rec
+        if isinstance(data, dict) and isinstance(data.get("data"), (str, bytes)):
+            data = orjson.loads(data["data"])
+        parts = stream.split(":")
+        if len(parts) < 3 or parts[0] != "md":
+            continue
+        kind = "book" if parts[1] == "book" else "trade" if parts[1] in ("trade", "trades") else ""
+        try:
+            mid = int(parts[2])
+        except ValueError:
+            continue
+        if not kind or mid not in markets:
+            continue
+        m = markets[mid]
+        ts = rec.get("ts_ms") or data.get("ts_ms") or data.get("timestamp") or rec.get("ts")
+        if ts is None and isinstance(rec.get("id"), str):
+            ts = int(rec["id"].split("-")[0])
+        t_ms = int(ts or 0)
+        if kind == "book":
+            bids = sorted(_levels(data.get("bids"), m), reverse=True)
+            asks = sorted(_levels(data.get("asks"), m))
+            out[mid].append(TapeEvent(t_ms, "book", bids=bids, asks=asks))
+        else:
+            price = parse_fixed(str(data["price"]), m.price_decimals)
+            size = parse_fixed(str(data["size"]), m.size_decimals)
+            side = str(data.get("side", "")).lower()
+            if side in ("buy", "b", "bid"):
+                taker_buy = True
+            elif side in ("sell", "s", "ask"):
+                taker_buy = False
+            else:
+                taker_buy = bool(data.get("is_maker_ask", True))
+            out[mid].append(TapeEvent(t_ms, "trade", price=price, size=size, taker_buy=taker_buy))
+    for evs in out.values():
+        evs.sort(key=lambda e: e.t_ms)
+    return out
