@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from shared import keys
@@ -36,6 +37,31 @@ class Entry:
     msg: Msg
 
 
+# KEYS[1] stream; ARGV: minid, n, then n entries of 3 field/value pairs (type, v, d)
+_PUBLISH_MANY = """
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  local b = 3 + i * 6
+  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', ARGV[b], ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5])
+end
+return n
+"""
+# KEYS[1] stream, KEYS[2] acked stream; ARGV: minid, group, entry id, 3 field/value pairs
+_PUBLISH_AND_ACK = """
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+"""
+
+
+def _minid(now_ms: int) -> str:
+    return f"{max(0, now_ms - keys.ORDER_STREAM_RETENTION_MS)}-0"
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    assert list(fields) == ["type", "v", "d"]  # the scripts expect exactly these three fields
+    return [x for kv in fields.items() for x in kv]
+
+
 def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
@@ -46,6 +72,7 @@ class Bus:
     def __init__(self, redis: Redis, service: str) -> None:
         self.redis = redis
         self.service = service
+        self._scripts: dict[str, AsyncScript] = {}
 
     async def publish_md(self, stream: str, msg: Msg, latest_key: str | None = None) -> str:
         """Market data: approximate MAXLEN; optionally mirror into a latest-value key in one round trip."""
@@ -61,8 +88,33 @@ class Bus:
     async def publish(self, stream: str, msg: Msg, now_ms: int | None = None) -> str:
         """Grouped streams: trim by time so an entry still pending is never trimmed away."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        minid = f"{max(0, now_ms - keys.ORDER_STREAM_RETENTION_MS)}-0"
-        return _s(await self.redis.xadd(stream, encode(msg), minid=minid, approximate=True))  # type: ignore[arg-type]
+        return _s(await self.redis.xadd(stream, encode(msg), minid=_minid(now_ms), approximate=True))  # type: ignore[arg-type]
+
+    async def publish_many(self, stream: str, msgs: list[Msg], now_ms: int | None = None) -> None:
+        """Several messages of one decision in one round trip, in order (a failure stops the rest)."""
+        if not msgs:
+            return
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str] = [_minid(now_ms), str(len(msgs))]
+        for m in msgs:
+            args += _flat(encode(m))
+        await self._script("many", _PUBLISH_MANY)(keys=[stream], args=args)
+
+    async def publish_and_ack(self, stream: str, msg: Msg, acked_stream: str, group: str, entry_id: str,
+                              now_ms: int | None = None) -> None:
+        """Publish the outcome of a consumed entry and acknowledge that entry in one round trip.
+
+        A Lua script, not MULTI: inside MULTI a failing XADD would not stop the XACK (Redis does not
+        roll back), acknowledging an entry whose outcome was never published.
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        await self._script("ack", _PUBLISH_AND_ACK)(keys=[stream, acked_stream],
+                                                     args=[_minid(now_ms), group, entry_id, *_flat(encode(msg))])
+
+    def _script(self, name: str, body: str) -> AsyncScript:
+        if name not in self._scripts:
+            self._scripts[name] = self.redis.register_script(body)
+        return self._scripts[name]
 
     async def dead_letter(self, stream: str, entry_id: str, fields: dict[Any, Any], error: str) -> None:
         DEAD_LETTERS.labels(self.service, stream).inc()
@@ -117,7 +169,7 @@ class GroupConsumer:
                  count: int = 100, min_idle_ms: int = 30_000) -> None:
         self.bus, self.streams, self.group, self.consumer = bus, streams, group, consumer
         self.block_ms, self.count, self.min_idle_ms = block_ms, count, min_idle_ms
-        self._pending_done: set[str] = set()
+        self._history: dict[str, str] = {s: "0" for s in streams}  # cursor through our own pending entries
 
     async def ensure_groups(self, start: str = "$") -> None:
         for s in self.streams:
@@ -128,11 +180,13 @@ class GroupConsumer:
                     raise
 
     async def read(self) -> list[Entry]:
+        """Own pending entries first (each returned once, cursor advancing), then new ones (``>``)."""
         r = self.bus.redis
-        ids = {s: ("0" if s not in self._pending_done else ">") for s in self.streams}
+        ids = {s: self._history.get(s, ">") for s in self.streams}
+        recovering = any(i != ">" for i in ids.values())
         try:
             resp = await r.xreadgroup(self.group, self.consumer, ids, count=self.count,  # type: ignore[arg-type]
-                                      block=None if "0" in ids.values() else self.block_ms)
+                                      block=None if recovering else self.block_ms)
         except ResponseError as e:
             if "NOGROUP" in str(e):  # somebody flushed Redis: recreate and carry on
                 await self.ensure_groups("0")
@@ -142,9 +196,10 @@ class GroupConsumer:
         seen: set[str] = set()
         for stream_b, entries in resp or []:
             stream = _s(stream_b)
-            seen.add(stream)
-            if ids[stream] == "0" and not entries:
-                self._pending_done.add(stream)
+            if ids[stream] != ">":
+                if entries:
+                    seen.add(stream)
+                    self._history[stream] = _s(entries[-1][0])
             for eid_b, fields in entries:
                 eid = _s(eid_b)
                 if not fields:  # pending entry whose payload was trimmed away
@@ -156,8 +211,8 @@ class GroupConsumer:
                     await self.bus.dead_letter(stream, eid, fields, str(e))
                     await self.ack(stream, eid)
         for s, i in ids.items():
-            if i == "0" and s not in seen:
-                self._pending_done.add(s)
+            if i != ">" and s not in seen:  # history exhausted: from now on only new entries
+                self._history.pop(s, None)
         return out
 
     async def ack(self, stream: str, entry_id: str) -> None:

@@ -275,15 +275,24 @@ class Gateway:
         r = self.rt.redis
         not_recorded: str | None = None
         published = True
-        for c in cmds:
+        acked: str | None = None  # an Ack already done together with the Publish before it
+        for i, c in enumerate(cmds):
             try:
                 if isinstance(c, Publish):
                     published = False
                     self._count(c)
-                    await self.rt.bus.publish(keys.ORDERS_EVENTS, c.event)
+                    nxt = cmds[i + 1] if i + 1 < len(cmds) else None
+                    if isinstance(nxt, Ack):  # outcome + XACK atomically, one round trip
+                        await self.rt.bus.publish_and_ack(keys.ORDERS_EVENTS, c.event, keys.ORDERS_APPROVED,
+                                                          keys.GROUP_GATEWAY, nxt.entry_id)
+                        acked = nxt.entry_id
+                    else:
+                        await self.rt.bus.publish(keys.ORDERS_EVENTS, c.event)
                     published = True
                 elif isinstance(c, Ack):
-                    if published:
+                    if acked == c.entry_id:
+                        acked = None
+                    elif published:
                         await self.consumer.ack(keys.ORDERS_APPROVED, c.entry_id)
                 elif isinstance(c, RecordOpen):
                     not_recorded = None

@@ -173,8 +173,9 @@ class GuardService:
                 if out is None:
                     out = self._decided[e.id] = self._decide(e)
                 if out[0]:
-                    await rt.bus.publish(out[0], out[1])
-                await self._consumer.ack(e.stream, e.id)
+                    await rt.bus.publish_and_ack(out[0], out[1], e.stream, keys.GROUP_GUARD, e.id)
+                else:
+                    await self._consumer.ack(e.stream, e.id)
                 self._decided.pop(e.id, None)
             self._inbox.pop(0)
 

@@ -155,13 +155,17 @@ class QuotingShell:
     async def _execute(self, rt: Runtime, cmds: list[Command], now_ns: int, entry: Entry | None,
                        msg: Msg | None) -> None:
         now_ms = now_ns // 1_000_000
+        intents = [to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms)
+                   for c in cmds if isinstance(c, (Place, Cancel))]
+        if intents and not self.dry_run:  # one round trip, in order, all or none
+            await rt.bus.publish_many(keys.ORDERS_INTENTS, intents, now_ms)
+        published = iter(intents)
         for c in cmds:
             if isinstance(c, (Place, Cancel)):
-                intent = to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms)
+                intent = next(published)
                 if self.dry_run:  # the cores emit nothing in dry-run; this is the second lock
                     self.log.info("dry-run: not publishing %s", intent.model_dump_json())
                     continue
-                await rt.bus.publish(keys.ORDERS_INTENTS, intent, now_ms)
                 INTENTS.labels(self.name, intent.action).inc()
                 self.intents[intent.action] += 1
                 self.last_intent_s = time.time()
