@@ -172,3 +172,16 @@ async def test_streams_are_inspectable_and_secrets_never_logged(system: System) 
         await r.aclose()
     text = system.log.read_text()
     assert key[2:] not in text and key not in text
+
+
+def test_ctrl_c_stops_everything_and_cancels_orders(system: System) -> None:
+    """Last in this module: Ctrl-C (SIGINT) → the gateway cancels every order, then all exit cleanly."""
+    assert system.proc.poll() is None
+    system.proc.send_signal(signal.SIGINT)
+    assert system.proc.wait(timeout=60) == 0
+    log = system.log.read_text()
+    assert "stop: cancel-all done, the venue lists no open order" in log, log[-3000:]
+    # the line is only written after the venue answered accountActiveOrders with no order: the venue was
+    # still up when the gateway cancelled, i.e. the shutdown order (producers, gateway, then venue) held
+    stop_at = log.index("supervisor| stopping")
+    assert stop_at < log.index("stop: cancel-all done")
