@@ -84,7 +84,39 @@ def wait_healthy(port: int, timeout: float) -> bool:
     return False
 
 
-def run_system(seconds: float, offset: int) -> list[dict[str, int]]:
+async def kill_to_flat(redis_url: str, account: int) -> float | None:
+    """SET risk:kill, then ms until every order open at that moment is reported terminal on acct:{n}.
+
+    Open orders are rebuilt from the account stream's OrderUpdates; the end time is the stream entry
+    of the last terminal update (venue → feed → Redis included), so the figure is an upper bound.
+    """
+    r = Redis.from_url(redis_url)
+    try:
+        stream = keys.acct(account)
+        status: dict[int, str] = {}
+        for _, f in await r.xrange(stream):
+            d = orjson.loads(f[b"d"])
+            if d.get("type") == "order":
+                status[d["order_index"]] = d["status"]
+        open_now = {i for i, st in status.items() if st == "open"}
+        if not open_now:
+            return None
+        t0 = time.time()
+        await r.set(keys.RISK_KILL, "bench")
+        await asyncio.sleep(3)
+        last = None
+        for eid, f in await r.xrange(stream, min=f"{int(t0 * 1000)}-0"):
+            d = orjson.loads(f[b"d"])
+            if d.get("type") == "order" and d["order_index"] in open_now and d["status"] != "open":
+                open_now.discard(d["order_index"])
+                last = int(eid.decode().split("-")[0]) / 1000
+        await r.delete(keys.RISK_KILL)
+        return None if open_now or last is None else (last - t0) * 1000
+    finally:
+        await r.aclose()
+
+
+def run_system(seconds: float, offset: int) -> tuple[list[dict[str, int]], list[float]]:
     env = dict(os.environ)
     env_file = REPO / "var" / f"bench-{offset}.env"
     env_file.parent.mkdir(exist_ok=True)
@@ -96,11 +128,20 @@ def run_system(seconds: float, offset: int) -> list[dict[str, int]]:
             raise SystemExit("bench: the system did not become healthy within 90 s")
         since_ns = time.time_ns()
         time.sleep(seconds)
-        traces = asyncio.run(collect(f"redis://127.0.0.1:{6399 + offset}/0", since_ns))
+        url = f"redis://127.0.0.1:{6399 + offset}/0"
+        traces = asyncio.run(collect(url, since_ns))
+        account = int(dict(line.split("=", 1) for line in env_file.read_text().splitlines()
+                           if "=" in line and not line.startswith("#"))["LIGHTER_ACCOUNT_INDEX"])
+        flats: list[float] = []
+        for _ in range(5):  # a few kills, quoting resumes in between
+            time.sleep(3)
+            ms = asyncio.run(kill_to_flat(url, account))
+            if ms is not None:
+                flats.append(ms)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    return traces
+    return traces, flats
 
 
 def main() -> None:
@@ -110,11 +151,13 @@ def main() -> None:
     p.add_argument("--skip-venue", action="store_true", help="skip the venue throughput benchmark")
     a = p.parse_args()
     print(f"machine: {machine()}")
-    traces = run_system(a.seconds, a.port_offset)
+    traces, flats = run_system(a.seconds, a.port_offset)
     table = hop_table(traces)
     print(f"\nEnd-to-end latency, {len(traces)} maker place intents over {a.seconds:.0f} s:\n")
     print(markdown(table))
-    results: dict[str, object] = {"machine": machine(), "latency": table, "ts": int(time.time())}
+    print(f"\nSET risk:kill → last open order reported cancelled (ms, {len(flats)} kills): "
+          + ", ".join(f"{x:.0f}" for x in sorted(flats)))
+    results: dict[str, object] = {"machine": machine(), "latency": table, "kill_to_flat_ms": flats, "ts": int(time.time())}
     if not a.skip_venue:
         out = subprocess.run([sys.executable, "-m", "services.venue.bench"], cwd=REPO, capture_output=True, text=True)
         print("\nVenue throughput:\n" + out.stdout)
