@@ -29,7 +29,7 @@ from shared.schemas import Fill, OrderIntent, OrderUpdate, Position, encode
 from . import metrics as M
 from .core import (
     VERIFY_AFTER_CANCEL_MS, Ack, AccountIn, ActiveOrders, ActiveOrdersFailed, CheckActiveOrders, ClearOpen, Command, Event, FetchNonce,
-    ForgetOpen, GatewayCore, IntentIn, KillRead, MintAuthToken, NonceFailed, NonceFetched, Publish, RecordOpen,
+    ForgetOpen, GatewayCore, IntentIn, KillRead, KillSeenAtSend, MintAuthToken, NonceFailed, NonceFetched, Publish, RecordOpen,
     SenderReady, SignAndSend, Stopping, TokenFailed, TokenMinted, TxDone, TxNotSent,
 )
 from .replies import no_answer
@@ -60,7 +60,6 @@ class Gateway:
         self.rt: Runtime | None = None
         self.consumer: GroupConsumer | None = None
         self._wake = asyncio.Event()
-        self._claimed: list[Entry] = []
         self._background: set[asyncio.Task[None]] = set()
         self._nonce_fetches = 0
         self._nonce_failing = False
@@ -88,7 +87,7 @@ class Gateway:
         streams = [keys.ORDERS_APPROVED] + ([keys.acct(env.account_index)] if env.account_index is not None else [])
         self.consumer = GroupConsumer(rt.bus, streams, keys.GROUP_GATEWAY, self.instance, block_ms=200)
         await self.consumer.ensure_groups()
-        self._claimed = await self.consumer.claim_idle()
+        await self.consumer.claim_idle()  # a dead instance's entries join our pending list; read() returns them once
         await self._poll_kill()
         log.info("gateway %s started: account %s key %s, kill=%s%s", self.instance, env.account_index,
                  env.api_key_index, self.core.kill, "; start-up cancel-all queued" if self.core.signer_ready else "")
@@ -189,7 +188,7 @@ class Gateway:
     # --- loops ---------------------------------------------------------------------------------------
     async def _intake_step(self) -> None:
         assert self.consumer is not None
-        entries, self._claimed = self._claimed + await self.consumer.read(), []
+        entries = await self.consumer.read()
         for e in entries:
             await self._on_entry(e)
 
@@ -274,6 +273,7 @@ class Gateway:
         assert self.rt is not None and self.consumer is not None
         r = self.rt.redis
         not_recorded: str | None = None
+        kill_at_send: str | None = None
         published = True
         acked: str | None = None  # an Ack already done together with the Publish before it
         for i, c in enumerate(cmds):
@@ -295,9 +295,14 @@ class Gateway:
                     elif published:
                         await self.consumer.ack(keys.ORDERS_APPROVED, c.entry_id)
                 elif isinstance(c, RecordOpen):
-                    not_recorded = None
-                    try:
-                        await r.hset(keys.GATEWAY_OPEN_ORDERS, str(c.client_order_index), orjson.dumps(c.record))  # type: ignore[misc]
+                    not_recorded, kill_at_send = None, None
+                    try:  # record the order and re-read the kill flag in one round trip, just before signing
+                        pipe = r.pipeline(transaction=False)
+                        pipe.hset(keys.GATEWAY_OPEN_ORDERS, str(c.client_order_index), orjson.dumps(c.record))
+                        pipe.get(keys.RISK_KILL)
+                        _, raw_kill = await pipe.execute()
+                        if raw_kill is not None:
+                            kill_at_send = raw_kill.decode("utf-8", "replace") if isinstance(raw_kill, bytes) else raw_kill
                     except REDIS_ERRORS as e:
                         not_recorded = f"open-order record not written ({type(e).__name__})"
                 elif isinstance(c, ForgetOpen):
@@ -309,7 +314,9 @@ class Gateway:
                 elif isinstance(c, FetchNonce):
                     await self._fetch_nonce()
                 elif isinstance(c, SignAndSend):
-                    if not_recorded is not None and c.tx.action == "place":
+                    if kill_at_send is not None and c.tx.action == "place":
+                        await self._apply(KillSeenAtSend(c.tx, kill_at_send))
+                    elif not_recorded is not None and c.tx.action == "place":
                         await self._apply(TxNotSent(c.tx, not_recorded))
                     else:
                         await self._sign_and_send(c)

@@ -34,6 +34,7 @@ VERIFY_WHILE_KILLED_MS = 5_000   # and keep looking this often while the kill fl
 TOKEN_RETRY_MS = 5_000
 NONCE_RETRY_MS = 500
 MAX_BACKOFF_MS = 2_000
+RATE_BACKOFF_MIN_MS = 250  # first wait after a 429; doubles up to MAX_BACKOFF_MS, reset by an accepted tx
 MAX_LIVE = 10_000                # orders remembered for mapping fills back to intents
 MAX_SEEN = 10_000                # intent ids remembered to drop redeliveries
 
@@ -70,6 +71,15 @@ class KillRead:
 
     value: str | None
     readable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KillSeenAtSend:
+    """``risk:kill`` was found set in the same round trip as a place's open-order record, just before
+    signing: the place is not sent (closes the window between two kill-flag polls)."""
+
+    tx: "Tx"
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +141,7 @@ class Stopping:
     pass
 
 
-Event = Union[IntentIn, AccountIn, KillRead, SenderReady, NonceFetched, NonceFailed, TxDone, TxNotSent,
+Event = Union[IntentIn, AccountIn, KillRead, KillSeenAtSend, SenderReady, NonceFetched, NonceFailed, TxDone, TxNotSent,
               ActiveOrders, ActiveOrdersFailed, TokenMinted, TokenFailed, Stopping]
 
 
@@ -239,6 +249,7 @@ class GatewayCore:
         self.live: dict[int, _Live] = {}
         self.stats = Stats()
         self._retry_at_ms = 0
+        self._rate_backoff_ms = 0
         self._verify_at_ms: int | None = None
         self._token_due_ms = 0
         self._seen: set[str] = set()
@@ -277,6 +288,8 @@ class GatewayCore:
             return self._on_account(event.msg, now_ms)
         if isinstance(event, KillRead):
             return self._on_kill(event, now_ms)
+        if isinstance(event, KillSeenAtSend):
+            return self._on_kill_at_send(event, now_ms)
         if isinstance(event, NonceFetched):
             self.nonce = event.nonce
             return []
@@ -396,6 +409,7 @@ class GatewayCore:
         if res.outcome == "ok":
             self.nonce = ev.nonce + 1
             self._retry_at_ms = 0
+            self._rate_backoff_ms = 0
             self.stats.acks += 1
             cmds: list[Command] = []
             if tx.intent is None:
@@ -415,6 +429,9 @@ class GatewayCore:
             self.stats.nonce_resyncs += 1
         else:
             self.nonce = ev.nonce
+        if res.rate_limited:  # nonce kept; every further tx waits (doubling, capped) instead of hammering
+            self._rate_backoff_ms = min(max(2 * self._rate_backoff_ms, RATE_BACKOFF_MIN_MS), MAX_BACKOFF_MS)
+            self._retry_at_ms = now_ms + self._rate_backoff_ms
         if res.invalid_nonce and tx.attempt == 0:
             self.outbox.appendleft(Tx(tx.action, tx.market_id, tx.intent, tx.entry_id, tx.reason, tx.attempt + 1))
             return []
@@ -433,6 +450,17 @@ class GatewayCore:
                 self._track(tx.intent, trace_add)  # it may rest: keep it mappable; gw:open keeps it for cleanup
         return cmds + self._finish(tx.entry_id, self._event(kind, now_ms, tx.intent, tx, code=res.code, message=res.message,
                                                             tx_hash=res.tx_hash, trace_add=trace_add))
+
+    def _on_kill_at_send(self, ev: KillSeenAtSend, now_ms: int) -> list[Command]:
+        tx = ev.tx
+        self.in_flight = None
+        cmds = self._on_kill(KillRead(ev.value), now_ms)  # same transition as a poll: cancel-all queued
+        if tx.intent is None:
+            return cmds
+        self.stats.killed += 1
+        cmds.append(ForgetOpen(tx.intent.client_order_index))
+        return cmds + self._finish(tx.entry_id, self._event("killed", now_ms, tx.intent, tx,
+                                                            message=self.place_refusal() or f"risk kill set: {ev.value}"))
 
     def _on_not_sent(self, ev: TxNotSent, now_ms: int) -> list[Command]:
         tx = ev.tx
@@ -469,6 +497,7 @@ class GatewayCore:
             if self.kill != "set":
                 self.kill = "set"
                 self._ensure_cancel_all("kill")
+                self._retry_at_ms = 0  # flattening never waits behind a rate-limit backoff
             return self._purge(now_ms)
         if self.kill != "clear":
             self.kill, self.kill_reason = "clear", ""

@@ -24,6 +24,7 @@ class SendResult:
     tx_hash: str = ""
     http_status: int = 0     # 0 = no HTTP answer (timeout, connection error)
     resync_nonce: bool = False
+    rate_limited: bool = False   # HTTP 429: refused at the API (nonce not consumed); back off before the next tx
     invalid_nonce: bool = False
     malformed: bool = False  # the body was not a Lighter answer (counted and dead-lettered by the shell)
 
@@ -56,8 +57,8 @@ def classify(status: int, body: bytes) -> SendResult:
         if code == 200:
             return SendResult("ok", code=200, message=message, tx_hash=tx_hash, http_status=200)
         return SendResult("rejected", code=code, message=message, http_status=200)  # SDK: nonce not consumed
-    if status == 429:
-        return SendResult("rejected", code=code, message=message, http_status=status, resync_nonce=True)
+    if status == 429:  # refused at the API: Lighter does not consume the nonce
+        return SendResult("rejected", code=code, message=message, http_status=status, rate_limited=True)
     if status >= 500:
         return SendResult("ambiguous", code=code, message=message, http_status=status, resync_nonce=True)
     invalid_nonce = "invalid nonce" in message.lower()

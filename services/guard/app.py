@@ -64,7 +64,8 @@ class GuardService:
             raise ValueError("LIGHTER_ACCOUNT_INDEX is required: the guard tracks our account stream")
         self.settings = settings
         self.spec = settings.market_spec
-        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings))
+        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings),
+                              forget_after_ms=settings.gateway.order_expiry_s * 1000 + 60_000)
         self.acct_stream = keys.acct(settings.env.account_index)
         self.consumer_name = consumer
         self.block_ms = block_ms

@@ -43,7 +43,8 @@ __all__ = [
     "Replayed", "SetKill", "Veto", "self_trade_conflict", "would_self_trade",
 ]
 
-PENDING_GRACE_MS = 10_000           # an approved place unseen at the venue is dropped after ttl + this
+FORGET_AFTER_MS = 3_660_000         # an order we count but never hear of again is forgotten after the
+                                    # venue would have expired it (gateway.order_expiry_s 1 h + 60 s)
 KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
 LIVE_STATUSES = frozenset({"open", "pending", "in-progress"})
 
@@ -142,12 +143,16 @@ class GuardCore:
 
     spec: MarketSpec
     limits: GuardLimits
-    position: int = 0
-    position_known: bool = False
+    position: int = 0                       # last confirmed (Position message)
+    position_known: bool = False            # False until the first Position: places are vetoed (fail closed)
+    position_ts_ms: int = -1
+    unconfirmed: list[tuple[int, int]] = field(default_factory=list)  # fills newer than the position: (ts, signed lots)
+    forget_after_ms: int = FORGET_AFTER_MS
     mid2: int | None = None                 # 2 x mid in ticks (a mid may fall on half a tick)
     kill: str | None = None
     kill_known: bool = False                # False until the first readable KillState: fail closed
     resting: dict[int, OwnOrder] = field(default_factory=dict)
+    resting_until: dict[int, int] = field(default_factory=dict)  # coi -> when to stop counting it unheard
     in_flight: dict[int, _InFlight] = field(default_factory=dict)
     breached: bool = False                  # inside a breach episode (the kill flag trips on entry)
     known_verdicts: set[str] = field(default_factory=set)
@@ -182,6 +187,9 @@ class GuardCore:
             if event.market_id == self.spec.market_id:
                 self.fills += 1
                 self.last_fill_ms = self.last_account_ms = now_ms
+                if event.ts_ms > self.position_ts_ms:  # not yet in the last Position: count it until one is
+                    self.unconfirmed.append((event.ts_ms, -event.size if event.is_ask else event.size))
+                    return self._check_breach()
             return []
         if isinstance(event, OrderEvent):
             self._on_order_event(event)
@@ -198,14 +206,27 @@ class GuardCore:
         return []
 
     def on_timer(self, now_ms: int) -> list[Command]:
-        """Drop approved places never seen at the venue within ttl + 10 s; forget old recovery data."""
+        """Stop counting orders not heard of since the venue would have expired them; forget old recovery data.
+
+        Until then an approved place stays counted even without news (its outcome may be unknown):
+        over-counting vetoes quotes, under-counting could breach a limit.
+        """
         for coi in [c for c, f in self.in_flight.items() if f.expires_ms < now_ms]:
             del self.in_flight[coi]
+        for coi in [c for c, t in self.resting_until.items() if t < now_ms]:
+            self.resting.pop(coi, None)
+            del self.resting_until[coi]
         if self.known_verdicts and now_ms > self.known_until_ms:
             self.known_verdicts.clear()
         return []
 
     # --- derived state ----------------------------------------------------------------------------
+    @property
+    def effective_position(self) -> int:
+        """Confirmed position plus fills the venue reported after it (orders and positions arrive on
+        separate channels, in either order)."""
+        return self.position + sum(lots for _, lots in self.unconfirmed)
+
     def open_lots(self, is_ask: bool) -> int:
         """Lots on one side that may still fill: resting remainders plus approved places in flight."""
         return (sum(o.size for o in self.resting.values() if o.is_ask == is_ask)
@@ -250,16 +271,18 @@ class GuardCore:
             return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} already in use")
         if it.created_ms + it.ttl_ms < now_ms:
             return self._veto(it, "stale", "stale")
+        if not self.position_known:
+            return self._veto(it, "position", "position: unknown (no account data yet)")
         if would_self_trade(it.is_ask, it.price, self.own_orders()):
             return self._veto(it, "self-trade", "self-trade")
         if it.is_ask:
-            worst = worst_short(self.position, self.open_lots(True), it.size)
+            worst = worst_short(self.effective_position, self.open_lots(True), it.size)
             if worst < -lim.max_position_lots:
                 return self._veto(it, "position", f"position: worst short {human(worst, spec.size_decimals)} "
                                                   f"< -{lim.max_position_human} {sym}")
             exposure, side = max(-worst, 0), "short"
         else:
-            worst = worst_long(self.position, self.open_lots(False), it.size)
+            worst = worst_long(self.effective_position, self.open_lots(False), it.size)
             if worst > lim.max_position_lots:
                 return self._veto(it, "position", f"position: worst long {human(worst, spec.size_decimals)} "
                                                   f"> max {lim.max_position_human} {sym}")
@@ -281,7 +304,7 @@ class GuardCore:
 
     def _track(self, it: OrderIntent) -> None:
         order = OwnOrder(it.client_order_index, it.is_ask, it.price, it.size)
-        self.in_flight[it.client_order_index] = _InFlight(order, it.created_ms + it.ttl_ms + PENDING_GRACE_MS)
+        self.in_flight[it.client_order_index] = _InFlight(order, it.created_ms + self.forget_after_ms)
 
     # --- state updates ----------------------------------------------------------------------------
     def _on_book(self, b: BookTop, now_ms: int) -> list[Command]:
@@ -295,6 +318,8 @@ class GuardCore:
         if p.market_id != self.spec.market_id:
             return []
         self.position, self.position_known = p.position, True
+        self.position_ts_ms = max(self.position_ts_ms, p.ts_ms)
+        self.unconfirmed = [(ts, lots) for ts, lots in self.unconfirmed if ts > self.position_ts_ms]
         self.last_account_ms = now_ms
         return self._check_breach()
 
@@ -306,8 +331,10 @@ class GuardCore:
         self.in_flight.pop(coi, None)
         if u.status in LIVE_STATUSES and u.remaining_size > 0:
             self.resting[coi] = OwnOrder(coi, u.is_ask, u.price, u.remaining_size)
+            self.resting_until[coi] = now_ms + self.forget_after_ms  # its end may fall in a feed gap
         else:  # filled, canceled-*, or nothing left: gone from the book
             self.resting.pop(coi, None)
+            self.resting_until.pop(coi, None)
 
     def _on_order_event(self, e: OrderEvent) -> None:
         """The gateway refused or dropped a place: it will never rest. Our own vetoes are ignored."""
@@ -319,7 +346,7 @@ class GuardCore:
     def breach_reason(self) -> str | None:
         """Why the actual position breaches a limit, in human units; None when within limits."""
         spec, lim, sym = self.spec, self.limits, self.spec.symbol
-        pos = self.position
+        pos = self.effective_position
         if pos > lim.max_position_lots:
             return f"guard: position {human(pos, spec.size_decimals)} > max {lim.max_position_human} {sym}"
         if -pos > lim.max_position_lots:

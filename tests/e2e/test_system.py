@@ -19,6 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core.localenv import read_env_file
+from shared.schemas import decode
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.e2e
@@ -141,6 +142,7 @@ async def test_kill_flag_flattens_within_1s_and_blocks_new_orders(system: System
             assert time.monotonic() < deadline, "no quotes to kill"
             await asyncio.sleep(0.3)
         t0 = time.monotonic()
+        set_ns = time.time_ns()
         await r.set("risk:kill", "manual")
         while await _open_orders(system, order_api, signer):
             assert time.monotonic() - t0 < 1.0, "orders still open 1 s after SET risk:kill"
@@ -149,7 +151,17 @@ async def test_kill_flag_flattens_within_1s_and_blocks_new_orders(system: System
         while time.monotonic() < quiet_until:
             assert await _open_orders(system, order_api, signer) == [], "an order was placed while killed"
             await asyncio.sleep(0.25)
+        del_ns = time.time_ns()
         await r.delete("risk:kill")
+        # the venue's open-order list misses orders accepted but not yet resting: check the gateway's own
+        # record too. A place already signed when the flag was set may still land; none signed later may.
+        late = []
+        for _, f in await r.xrange("orders:events"):
+            ev = decode(f)
+            signed = getattr(ev, "trace", {}).get("signed", 0)
+            if getattr(ev, "kind", "") == "ack" and getattr(ev, "action", "") == "place" and set_ns + 50_000_000 < signed < del_ns:
+                late.append(ev)
+        assert late == [], f"places signed while killed: {late}"
         deadline = time.monotonic() + 20
         while not await _open_orders(system, order_api, signer):
             assert time.monotonic() < deadline, "quoting did not resume after DEL risk:kill"

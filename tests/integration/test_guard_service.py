@@ -61,6 +61,8 @@ def place(price: int = 170_000, size: int = 64, is_ask: bool = False, **kw: Any)
 async def set_book(redis: Redis, bid: int = 174_999, ask: int = 175_001, age_ms: int = 0) -> None:
     b = BookTop(market_id=MARKET, seq=1, venue_ts_ms=clock.now_ms() - age_ms, bids=[(bid, 1000)], asks=[(ask, 1000)])
     await Bus(redis, "feed").publish_md(keys.md_book(MARKET), b, latest_key=keys.book_latest(MARKET))
+    if await redis.xlen(ACCT_STREAM) == 0:  # the feed always publishes a Position when it subscribes (flat if none)
+        await Bus(redis, "feed").publish(ACCT_STREAM, Position(market_id=MARKET, position=0, ts_ms=clock.now_ms() - 60_000))
 
 
 async def send(redis: Redis, *intents: OrderIntent) -> None:

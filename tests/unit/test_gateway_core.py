@@ -8,7 +8,7 @@ import pytest
 from services.gateway import txs
 from services.gateway.core import (
     Ack, AccountIn, ActiveOrders, CheckActiveOrders, ClearOpen, Command, FetchNonce, ForgetOpen, GatewayCore,
-    IntentIn, KillRead, MintAuthToken, NonceFailed, NonceFetched, Publish, RecordOpen, SenderReady, SignAndSend,
+    IntentIn, KillRead, KillSeenAtSend, MintAuthToken, NonceFailed, NonceFetched, Publish, RecordOpen, SenderReady, SignAndSend,
     Stopping, TxDone, TxNotSent,
 )
 from services.gateway.replies import SendResult, classify, no_answer
@@ -185,11 +185,29 @@ def test_invalid_nonce_refetches_and_retries_once() -> None:
     assert ev.kind == "reject" and ev.code == 21104 and of(cmds, Ack)
 
 
+def test_429_keeps_the_nonce_and_backs_off_but_never_delays_a_kill() -> None:
+    """Lighter refuses a rate-limited tx at the API: the nonce is not consumed, so no nextNonce call."""
+    rate_limited = classify(429, b'{"code":23000,"message":"Too Many Requests!"}')
+    core = ready_core(nonce=7)
+    for i in (1, 2, 3):
+        core.handle(IntentIn(intent(i), f"{i}-0"), T0)
+    s1 = sign(core.handle(SenderReady(), T0))
+    (ev,) = events(done(core, s1, rate_limited))
+    assert ev.kind == "reject" and ev.code == 23000 and core.nonce == s1.nonce
+    assert core.handle(SenderReady(), T0 + 249) == []                  # backing off 250 ms
+    s2 = sign(core.handle(SenderReady(), T0 + 250))
+    assert s2.nonce == s1.nonce                                         # same nonce after the wait
+    done(core, s2, rate_limited, now=T0 + 250)                          # again: the wait doubles
+    assert core.handle(SenderReady(), T0 + 250 + 499) == []
+    core.handle(KillRead("manual"), T0 + 300)
+    flatten = sign(core.handle(SenderReady(), T0 + 300))                # the kill's cancel-all does not wait
+    assert flatten.tx.intent is None and flatten.nonce == s1.nonce
+
+
 @pytest.mark.parametrize("result,kind", [
     (no_answer("timeout after 5s"), "error"),
     (classify(503, b'{"code":29500,"message":"internal server error"}'), "error"),
     (classify(502, b"<html>bad gateway</html>"), "error"),
-    (classify(429, b'{"code":23000,"message":"Too Many Requests!"}'), "reject"),
 ])
 def test_ambiguous_outcomes_refetch_the_nonce_before_the_next_tx(result: SendResult, kind: str) -> None:
     core = ready_core(nonce=7)
@@ -380,3 +398,19 @@ def test_send_reply_classification() -> None:
     assert r.outcome == "ambiguous" and r.malformed and r.resync_nonce
     assert classify(500, b'{"code":29500,"message":"x"}').outcome == "ambiguous"
     assert no_answer("timeout").http_status == 0
+
+
+def test_kill_seen_at_send_refuses_the_place_and_flattens() -> None:
+    """The flag set between two polls: found in the same round trip as the open-order record, the
+    place is never signed, it is reported ``killed`` and the kill's cancel-all goes next."""
+    core = ready_core()
+    core.handle(IntentIn(intent(1), "1-0"), T0)
+    cmds = core.handle(SenderReady(), T0)
+    place = sign(cmds)
+    assert of(cmds, RecordOpen) and place.tx.action == "place"
+    out = core.handle(KillSeenAtSend(place.tx, "manual"), T0 + 1)
+    (ev,) = events(out)
+    assert ev.kind == "killed" and "manual" in ev.message and of(out, ForgetOpen) and of(out, Ack)
+    assert core.kill == "set" and core.in_flight is None
+    nxt = sign(core.handle(SenderReady(), T0 + 1))
+    assert nxt.tx.intent is None and nxt.tx.reason == "kill"

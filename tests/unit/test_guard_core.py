@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.guard.core import (
-    PENDING_GRACE_MS,
+    FORGET_AFTER_MS,
     Approve,
     Duplicate,
     GuardCore,
@@ -34,6 +34,7 @@ def limits(enabled: bool = True) -> GuardLimits:
 def make_core(enabled: bool = True, bid: int | None = 174_999, ask: int | None = 175_001) -> GuardCore:
     c = GuardCore(SPEC, limits(enabled))
     c.handle(KillState(None), NOW)
+    c.handle(Position(market_id=2, position=0, ts_ms=NOW - 1), NOW)
     if bid is not None and ask is not None:
         c.handle(book(bid, ask), NOW)
     return c
@@ -282,13 +283,53 @@ def test_own_veto_ack_and_cancel_reject_do_not_resolve() -> None:
     assert c.open_lots(False) == 150
 
 
-def test_unresolved_place_dropped_after_ttl_plus_grace() -> None:
+def test_unresolved_place_counted_until_the_venue_would_have_expired_it() -> None:
     c = make_core(bid=100_000, ask=100_002)
     approved(c, place(99_000, 150, ttl_ms=5_000))
-    c.on_timer(NOW + 5_000 + PENDING_GRACE_MS)
-    assert c.open_lots(False) == 150
-    c.on_timer(NOW + 5_000 + PENDING_GRACE_MS + 1)
+    c.on_timer(NOW + FORGET_AFTER_MS)
+    assert c.open_lots(False) == 150  # no news is not "gone": its outcome may be unknown
+    c.on_timer(NOW + FORGET_AFTER_MS + 1)
     assert c.open_lots(False) == 0
+
+
+def test_resting_order_whose_end_was_missed_is_forgotten_after_expiry() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(update(42, 99_000, 150, is_ask=False), NOW)
+    c.on_timer(NOW + FORGET_AFTER_MS)
+    assert c.open_lots(False) == 150
+    c.on_timer(NOW + FORGET_AFTER_MS + 1)
+    assert c.open_lots(False) == 0 and c.resting == {}
+
+
+def test_places_vetoed_until_the_position_is_known() -> None:
+    c = GuardCore(SPEC, limits())
+    c.handle(KillState(None), NOW)
+    c.handle(book(174_999, 175_001), NOW)
+    assert "unknown" in vetoed(c, place(174_000, 50))
+    c.handle(position(0), NOW)
+    approved(c, place(174_000, 50))
+
+
+def test_fill_counts_before_its_position_update_arrives() -> None:
+    """Orders and positions come on separate channels: a fill must not vanish from the exposure meanwhile."""
+    c = make_core()
+    first = place(174_000, 190)
+    approved(c, first)
+    c.handle(update(first.client_order_index, 174_000, 190, is_ask=False, status="filled", remaining=0), NOW + 1)
+    c.handle(Fill(market_id=2, trade_id=1, order_index=1, client_order_index=first.client_order_index, is_ask=False,
+                  is_maker=True, price=174_000, size=190, ts_ms=NOW + 1), NOW + 1)
+    assert c.effective_position == 190
+    assert "worst long" in vetoed(c, place(174_000, 190))
+    c.handle(Position(market_id=2, position=190, ts_ms=NOW + 1), NOW + 2)  # now confirmed: not counted twice
+    assert c.effective_position == 190 and c.unconfirmed == []
+
+
+def test_fill_already_in_the_position_is_not_counted_twice() -> None:
+    c = make_core()
+    c.handle(Position(market_id=2, position=-60, ts_ms=NOW + 5), NOW + 5)
+    c.handle(Fill(market_id=2, trade_id=1, order_index=1, client_order_index=9, is_ask=True, is_maker=True,
+                  price=174_000, size=60, ts_ms=NOW + 5), NOW + 5)
+    assert c.effective_position == -60
 
 
 def test_events_of_other_markets_are_ignored() -> None:
