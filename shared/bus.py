@@ -218,6 +218,11 @@ class GroupConsumer:
     async def ack(self, stream: str, entry_id: str) -> None:
         await self.bus.redis.xack(stream, self.group, entry_id)
 
+    def rewind(self) -> None:
+        """Re-read our own pending entries from the start at the next ``read`` (after a handling
+        failure left one unacknowledged); consumers must tolerate seeing an entry again."""
+        self._history = {s: "0" for s in self.streams}
+
     async def claim_idle(self) -> list[Entry]:
         """XAUTOCLAIM entries idle longer than ``min_idle_ms`` (their consumer died) into this consumer."""
         out: list[Entry] = []

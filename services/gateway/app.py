@@ -15,9 +15,10 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import keys, logs
 from shared.bus import Entry, GroupConsumer
@@ -196,15 +197,23 @@ class Gateway:
         assert self.consumer is not None
         if e.stream == keys.ORDERS_APPROVED:
             if isinstance(e.msg, OrderIntent):
-                await self._apply(IntentIn(e.msg, e.id))
+                if not await self._apply(IntentIn(e.msg, e.id)):
+                    self._retry_later(e)  # the core dedupes intent ids: a re-read is acked, never re-sent
             else:
                 await self._refuse_entry(e, f"expected an intent, got {e.msg.type!r}")
             return
         if isinstance(e.msg, (OrderUpdate, Fill, Position)):
-            await self._apply(AccountIn(e.msg))
+            if not await self._apply(AccountIn(e.msg)):
+                self._retry_later(e)  # its fill/canceled event was not published: do not ack it
             await self.consumer.ack(e.stream, e.id)
         else:
             await self._refuse_entry(e, f"expected an account message, got {e.msg.type!r}")
+
+    def _retry_later(self, e: Entry) -> NoReturn:
+        """Handling hit a Redis error: leave the entry pending, re-read pending entries, back off."""
+        assert self.consumer is not None
+        self.consumer.rewind()
+        raise RedisConnectionError(f"could not publish the outcome of {e.stream} {e.id}")
 
     async def _refuse_entry(self, e: Entry, reason: str) -> None:
         assert self.rt is not None and self.consumer is not None
@@ -263,17 +272,20 @@ class Gateway:
                 log.info("kill flag clear: places allowed")
 
     # --- core plumbing --------------------------------------------------------------------------------
-    async def _apply(self, event: Event) -> None:
+    async def _apply(self, event: Event) -> bool:
+        """Feed the core one event and carry out its commands; False if a Redis write failed."""
         assert self.core is not None
-        await self._run(self.core.handle(event, now_ms()))
+        ok = await self._run(self.core.handle(event, now_ms()))
         self._wake.set()
+        return ok
 
-    async def _run(self, cmds: list[Command]) -> None:
+    async def _run(self, cmds: list[Command]) -> bool:
         """Carry out commands in order. A place is sent only if its open-order record was written."""
         assert self.rt is not None and self.consumer is not None
         r = self.rt.redis
         not_recorded: str | None = None
         kill_at_send: str | None = None
+        ok = True
         published = True
         acked: str | None = None  # an Ack already done together with the Publish before it
         for i, c in enumerate(cmds):
@@ -326,7 +338,9 @@ class Gateway:
                     self._spawn(self._mint_token(c.ttl_s))
             except REDIS_ERRORS as e:
                 self.rt.redis_ok = False
+                ok = False
                 log.warning("redis unavailable while running %s: %s", type(c).__name__, type(e).__name__)
+        return ok
 
     def _count(self, c: Publish) -> None:
         ev = c.event

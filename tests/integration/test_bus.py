@@ -103,3 +103,16 @@ async def test_publish_many_keeps_order_in_one_call(redis: Redis) -> None:
     await bus.publish_many(keys.ORDERS_INTENTS, [intent(i) for i in range(4)])
     got = [decode(f).intent_id for _, f in await redis.xrange(keys.ORDERS_INTENTS)]  # type: ignore[attr-defined]
     assert got == [f"maker-{i}" for i in range(4)]
+
+
+async def test_rewind_rereads_an_entry_left_pending(redis: Redis) -> None:
+    bus = Bus(redis, "t")
+    c = GroupConsumer(bus, [keys.ORDERS_INTENTS], "g", "c", block_ms=10)
+    await c.ensure_groups()
+    await bus.publish(keys.ORDERS_INTENTS, intent(1))
+    await bus.publish(keys.ORDERS_INTENTS, intent(2))
+    got = await c.read() + await c.read()
+    await c.ack(got[1].stream, got[1].id)  # the first one failed to be handled: left pending
+    assert await c.read() == []
+    c.rewind()
+    assert [e.msg.intent_id for e in await c.read()] == ["maker-1"]  # type: ignore[attr-defined]
