@@ -31,6 +31,16 @@ SERVICES = ("gateway", "guard", "feed", "hedger", "maker")  # start order; stop 
 STOP_ORDER = (("maker", "hedger"), ("feed", "guard"), ("gateway",), ("venue",), ("redis",))
 AGGREGATE_PORT = 8000
 REDIS_PORT = 6399
+PIPE_LIMIT = 1 << 20
+# Secrets go only to the process that needs them: the gateway is the sole signer; the feed may use a
+# WS token given by the operator. Everything else never sees them, not even in /proc/<pid>/environ.
+SECRET_VARS = ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_API_BEARER", "WS_AUTH_TOKEN")
+SECRETS_FOR = {"gateway": ("LIGHTER_API_PRIVATE_KEY",), "feed": ("WS_AUTH_TOKEN",)}
+
+
+def child_env(env: dict[str, str], name: str) -> dict[str, str]:
+    keep = SECRETS_FOR.get(name, ())
+    return {k: v for k, v in env.items() if k not in SECRET_VARS or k in keep}
 
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -59,15 +69,23 @@ class Supervisor:
         self.failed = False
 
     async def _pipe(self, c: Child) -> None:
+        """Prefix and forward a child's output. Never stop draining: a child blocked on a full pipe
+        would hang (for the gateway: no cancels), so an over-long line is passed on in pieces."""
         assert c.proc and c.proc.stdout
-        while line := await c.proc.stdout.readline():
+        while True:
+            try:
+                line = await c.proc.stdout.readline()
+            except ValueError:  # longer than the stream limit
+                line = await c.proc.stdout.read(PIPE_LIMIT) + b" [line cut]\n"
+            if not line:
+                return
             sys.stdout.write(f"{c.name:<8}| {line.decode(errors='replace')}")
             sys.stdout.flush()
 
     async def start(self, c: Child) -> None:
         c.proc = await asyncio.create_subprocess_exec(
             *c.argv, env=c.env, cwd=str(REPO_ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_pdeathsig)
+            start_new_session=True, preexec_fn=_pdeathsig, limit=PIPE_LIMIT)
         asyncio.create_task(self._pipe(c))
         asyncio.create_task(self._watch(c, c.proc))
 
@@ -201,7 +219,7 @@ def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
         data.mkdir(parents=True, exist_ok=True)
         children.append(Child("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--dir", str(data),
                                         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                                        "--daemonize", "no", "--loglevel", "warning"], env, None))
+                                        "--daemonize", "no", "--loglevel", "warning"], child_env(env, "redis"), None))
         env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
     settings = a.settings  # type: ignore[attr-defined]
     if not a.no_venue:  # type: ignore[attr-defined]
@@ -211,13 +229,13 @@ def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
                 "--model", a.model or v.model, "--tier", v.tier]
         if a.venue_admin:  # type: ignore[attr-defined]
             argv.append("--admin")
-        children.append(Child("venue", argv, env, f"http://127.0.0.1:{vport}/health"))
+        children.append(Child("venue", argv, child_env(env, "venue"), f"http://127.0.0.1:{vport}/health"))
     for name in SERVICES:
         port = getattr(settings.ports, name) + off
         argv = [py, "-m", f"services.{name}", "--port", str(port), "--host", "127.0.0.1"]
         if a.config:  # type: ignore[attr-defined]
             argv += ["--config", a.config]  # type: ignore[attr-defined]
-        children.append(Child(name, argv, env, f"http://127.0.0.1:{port}/health"))
+        children.append(Child(name, argv, child_env(env, name), f"http://127.0.0.1:{port}/health"))
     return children
 
 
@@ -234,7 +252,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     env = dict(os.environ)
     if not a.no_venue:
-        base = f"http://127.0.0.1:{8700 + a.port_offset}"
+        try:
+            venue_port = load_settings(a.config, env={}).ports.venue
+        except ConfigError as e:
+            sys.stderr.write(f"{p.prog}: config error: {e}\n")
+            raise SystemExit(2) from None
+        base = f"http://127.0.0.1:{venue_port + a.port_offset}"
         local = ensure_local_env(Path(a.env_file), base)
         env.update(local)
         env["LIGHTER_BASE_URL"] = base

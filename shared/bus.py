@@ -63,7 +63,7 @@ def _flat(fields: dict[str, str]) -> list[str]:
 
 
 def _s(x: bytes | str) -> str:
-    return x.decode() if isinstance(x, bytes) else x
+    return x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else x
 
 
 class Bus:
@@ -223,24 +223,20 @@ class GroupConsumer:
         failure left one unacknowledged); consumers must tolerate seeing an entry again."""
         self._history = {s: "0" for s in self.streams}
 
-    async def claim_idle(self) -> list[Entry]:
-        """XAUTOCLAIM entries idle longer than ``min_idle_ms`` (their consumer died) into this consumer."""
-        out: list[Entry] = []
+    async def claim_idle(self) -> int:
+        """XAUTOCLAIM entries idle longer than ``min_idle_ms`` (their consumer died) into this consumer.
+
+        They join our pending list, so the next ``read`` returns them, once each (the pending
+        history is re-read from the start); the count is for logs.
+        """
+        n = 0
         for s in self.streams:
             start = "0-0"
             while True:
                 res = await self.bus.redis.xautoclaim(s, self.group, self.consumer, self.min_idle_ms, start, count=self.count)
                 start, claimed = _s(res[0]), res[1]
-                for eid_b, fields in claimed:
-                    eid = _s(eid_b)
-                    if not fields:
-                        await self.ack(s, eid)
-                        continue
-                    try:
-                        out.append(Entry(s, eid, decode(fields)))
-                    except DecodeError as e:
-                        await self.bus.dead_letter(s, eid, fields, str(e))
-                        await self.ack(s, eid)
+                n += len(claimed)
                 if start == "0-0":
                     break
-        return out
+        self.rewind()
+        return n

@@ -28,8 +28,17 @@ class IdMint:
         return f"{self.source}-{coi}"
 
 
+MIN_EPOCH_MS = 1_577_836_800_000  # 2020-01-01: our indexes carry a millisecond timestamp above this
+
+
 def source_of(coi: int) -> str | None:
-    """Which producer minted a client_order_index (None for foreign orders)."""
+    """Which producer minted a client_order_index; None for foreign orders.
+
+    The timestamp check keeps us off other tools' orders on the same account: a plain epoch-ms
+    index (1.7e12) or a small counter is far below ``MIN_EPOCH_MS << 7``.
+    """
+    if coi > MAX_COI or (coi >> 7) < MIN_EPOCH_MS:
+        return None
     for name, code in SOURCE_CODES.items():
         if coi & 3 == code:
             return name

@@ -163,11 +163,14 @@ def encode(msg: Msg) -> dict[str, str]:
 
 def decode(fields: dict[bytes | str, bytes | str]) -> Msg:
     """Parse stream-entry fields back into a message; raise ``DecodeError`` with the reason."""
-    f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
-    t = f.get("type")
-    t = t.decode() if isinstance(t, bytes) else t
-    v = f.get("v")
-    v = v.decode() if isinstance(v, bytes) else v
+    try:
+        f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+        t = f.get("type")
+        t = t.decode() if isinstance(t, bytes) else t
+        v = f.get("v")
+        v = v.decode() if isinstance(v, bytes) else v
+    except UnicodeDecodeError:
+        raise DecodeError("field name or header is not UTF-8") from None
     if v != str(SCHEMA_VERSION):
         raise DecodeError(f"unsupported schema version {v!r}")
     model = _BY_TYPE.get(t or "")

@@ -22,6 +22,7 @@ from collections import Counter as Tally
 from functools import partial
 from typing import Any, Protocol
 
+import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -30,7 +31,7 @@ from shared import clock, keys
 from shared.bus import Entry, GroupConsumer, TailReader
 from shared.config import Settings
 from shared.markets import MarketSpec
-from shared.runtime import Runtime
+from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import BookTop, Msg, Source, encode
 
 from services.maker.commands import Cancel, Command, Note, Place, Reject, to_intent
@@ -99,9 +100,35 @@ class QuotingShell:
                 await rt.bus.dead_letter(latest_key, "-", {"d": raw}, f"invalid book: {e.errors()[0]['msg']}")
             else:
                 await self._apply(rt, book, None)
+        await self._cancel_leftovers(rt)
         self.started = True
         self.log.info("%s started: market %d, account stream %s, dry_run=%s", self.name, self.core.market_id,
                       self.acct_stream, self.dry_run)
+
+    async def _cancel_leftovers(self, rt: Runtime) -> None:
+        """Cancel orders a previous run of this service placed and never saw end (a crash, a kill -9).
+
+        The gateway records every place in ``gw:open`` before sending it; this run does not know
+        those orders, so without this they would rest until their GTT expiry beside the new quotes.
+        """
+        if self.dry_run:
+            return
+        records = await rt.redis.hgetall(keys.GATEWAY_OPEN_ORDERS)  # type: ignore[misc]
+        ns = clock.now_ns()
+        cancels = []
+        for coi_b, raw in records.items():
+            try:
+                rec = orjson.loads(raw)
+                coi = int(coi_b)
+            except (ValueError, orjson.JSONDecodeError):
+                continue
+            if str(rec.get("intent_id", "")).startswith(f"{self.name}-") and rec.get("market") == self.core.market_id:
+                cid = self.core.mint.next_coi(ns // 1_000_000)
+                cancels.append(to_intent(Cancel(coi, self.core.mint.intent_id(cid), "left over by a previous run"),
+                                         self.name, self.core.market_id, ns // 1_000_000, ns, self.ttl_ms))
+        if cancels:
+            await rt.bus.publish_many(keys.ORDERS_INTENTS, cancels)
+            self.log.warning("cancelling %d order(s) left over by a previous run", len(cancels))
 
     async def run(self, rt: Runtime) -> None:
         await asyncio.gather(rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),
@@ -134,10 +161,14 @@ class QuotingShell:
 
     async def _account_step(self, rt: Runtime) -> None:
         assert self.accounts is not None
-        for e in await self.accounts.read():
-            self.last_account_s = time.time()
-            await self._apply(rt, e.msg, e)
-            await self.accounts.ack(e.stream, e.id)
+        try:
+            for e in await self.accounts.read():
+                self.last_account_s = time.time()
+                await self._apply(rt, e.msg, e)
+                await self.accounts.ack(e.stream, e.id)
+        except REDIS_ERRORS:
+            self.accounts.rewind()  # the entry that failed and the rest of its batch are read again, in order
+            raise
 
     async def _timer_step(self, rt: Runtime) -> None:
         ns = clock.now_ns()

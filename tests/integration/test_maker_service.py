@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -185,7 +186,7 @@ async def test_stale_book_pulls_quotes_and_health_turns_red(redis: Redis) -> Non
 
 async def test_unwanted_resting_order_is_cancelled(redis: Redis) -> None:
     svc = MakerService(settings())
-    stray = IdMint("maker").next_coi(1)
+    stray = IdMint("maker").next_coi(int(time.time() * 1000) - 60_000)  # minted by an earlier run
     async with running(svc, redis):
         await xadd(redis, ACCT, OrderUpdate(market_id=2, order_index=9, client_order_index=stray, is_ask=True,
                                             price=150_000, initial_size=75, remaining_size=75, filled_size=0,
@@ -220,3 +221,19 @@ def test_build_requires_the_account_index(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as e:
         build(Settings())
     assert e.value.code == 2 and "LIGHTER_ACCOUNT_INDEX" in capsys.readouterr().err
+
+
+async def test_orders_left_by_a_crashed_run_are_cancelled_at_start(redis: Redis) -> None:
+    """The gateway recorded a maker order in gw:open; a new maker run (no memory of it) cancels it,
+    and leaves the hedger's and other markets' records alone."""
+    rec = {"market": 2, "side": "bid", "price": 139_990, "size": 76, "ts": 1}
+    await redis.hset(keys.GATEWAY_OPEN_ORDERS, mapping={
+        "1111": orjson.dumps({**rec, "intent_id": "maker-1111"}),
+        "2222": orjson.dumps({**rec, "intent_id": "hedger-2222"}),
+        "3333": orjson.dumps({**rec, "market": 0, "intent_id": "maker-3333"}),
+    })
+    svc = MakerService(settings())
+    async with running(svc, redis):
+        got = await n_intents(redis, 1)
+    cancels = [i for i in got if i.action == "cancel"]
+    assert [c.client_order_index for c in cancels] == [1111] and cancels[0].source == "maker"

@@ -106,6 +106,7 @@ def test_kill_flag_vetoes_places_with_its_value_and_delete_resumes() -> None:
 def test_kill_state_unknown_or_unreadable_fails_closed() -> None:
     c = GuardCore(SPEC, limits())  # never told the kill state
     c.handle(book(174_999, 175_001), NOW)
+    c.handle(position(0), NOW)
     assert vetoed(c, place(170_000, 64)).startswith("kill: ")
     c.handle(KillState(None), NOW)
     assert approved(c, place(170_000, 64)) == "ok"

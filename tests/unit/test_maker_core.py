@@ -1,6 +1,10 @@
 """MakerCore decisions, no I/O: quotes, sizes, pause/resume, trend, skew, requotes, order tracking."""
 from __future__ import annotations
 
+import shared.ids
+
+import pytest
+
 from typing import Any
 
 from shared.config import MakerConfig, Settings, TrendConfig, VolatilityConfig
@@ -8,6 +12,14 @@ from shared.ids import IdMint
 from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
 from services.maker.commands import Cancel, Command, Note, Place, Reject, to_intent
 from services.maker.core import MakerCore
+
+
+@pytest.fixture(autouse=True)
+def _small_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run the core on a small synthetic clock (t = 0, 1000, ...), so the indexes it mints
+    carry tiny timestamps; let ``source_of`` accept them (tests/unit/test_ids.py covers the real bound)."""
+    monkeypatch.setattr(shared.ids, "MIN_EPOCH_MS", 0)
+
 
 SETTINGS = Settings()
 SPEC = SETTINGS.market_spec
