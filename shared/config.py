@@ -149,6 +149,15 @@ class Secrets(BaseModel):
     ws_auth_token: SecretStr | None = None
     api_bearer: SecretStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ws_from_base(cls, data: Any) -> Any:
+        """The WebSocket URL follows the REST base unless given (Lighter serves both on one host)."""
+        if isinstance(data, dict) and not data.get("ws_url"):
+            base = str(data.get("base_url") or cls.model_fields["base_url"].default).rstrip("/")
+            data = {**data, "ws_url": base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"}
+        return data
+
 
 class Settings(Section):
     profile: str = "profiles/market_2.yaml"
@@ -230,12 +239,10 @@ def _env_int(env: dict[str, str], name: str) -> int | None:
 
 
 def secrets_from_env(env: dict[str, str]) -> dict[str, Any]:
-    base = env.get("LIGHTER_BASE_URL", "http://127.0.0.1:8700").rstrip("/")
-    ws = env.get("LIGHTER_WS_URL") or base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
     out: dict[str, Any] = {
         "redis_url": env.get("REDIS_URL", "redis://127.0.0.1:6399/0"),
-        "base_url": base,
-        "ws_url": ws,
+        "base_url": env.get("LIGHTER_BASE_URL", "http://127.0.0.1:8700").rstrip("/"),
+        "ws_url": env.get("LIGHTER_WS_URL", ""),
         "account_index": _env_int(env, "LIGHTER_ACCOUNT_INDEX"),
         "api_key_index": _env_int(env, "LIGHTER_API_KEY_INDEX"),
     }

@@ -58,8 +58,7 @@ class FeedService:
         self.spec = settings.market_spec
         self.account = settings.env.account_index
         self.core = FeedCore([self.spec], settings.feed.book_depth, self.account)
-        base = settings.env.base_url.rstrip("/")
-        self.ws_url = settings.env.ws_url or base.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
+        self.ws_url = settings.env.ws_url
         self.token_file = TOKEN_FILE if token_file is None else token_file
         self.token_poll_s, self.tick_s = token_poll_s, tick_s
         self.decimals = "unverified"  # -> "ok" | "mismatch"

@@ -84,3 +84,10 @@ def test_bad_cli_flag_exits_2_one_line() -> None:
     r = subprocess.run([sys.executable, "-m", "services.guard", "--port", "notaport"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--port" in r.stderr
+
+
+def test_ws_url_follows_the_rest_base_unless_given() -> None:
+    mainnet = load_settings(REPO / "config.yaml", env={"LIGHTER_BASE_URL": "https://mainnet.zklighter.elliot.ai"})
+    assert mainnet.env.ws_url == "wss://mainnet.zklighter.elliot.ai/stream"
+    assert load_settings(REPO / "config.yaml", env={}).env.ws_url == "ws://127.0.0.1:8700/stream"
+    assert load_settings(REPO / "config.yaml", env={"LIGHTER_WS_URL": "wss://x/stream"}).env.ws_url == "wss://x/stream"
