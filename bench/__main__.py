@@ -23,6 +23,7 @@ import yaml
 from redis.asyncio import Redis
 
 from bench.latency import hop_table, markdown
+from services.venue.bench import machine as venue_machine
 from shared import keys
 from shared.cli import Parser
 
@@ -30,15 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    """The venue bench's description of this box, plus the kernel."""
+    return f"{venue_machine()}, {platform.system()} {platform.release()}"
 
 
 async def collect(redis_url: str, since_ns: int) -> list[dict[str, int]]:
