@@ -81,6 +81,16 @@ def _q_bool(request: web.Request, key: str) -> bool:
     return request.query.get(key, "").lower() in ("1", "true", "yes")
 
 
+
+def _paged(key: str, out: list[Any], limit: int, to_json: Callable[[Any], Any], cursor: Callable[[Any], int]) -> web.Response:
+    """A page of ``limit`` items; ``out`` holds up to ``limit + 1`` so the extra one tells there is more,
+    and ``next_cursor`` is then the last returned item's id (Lighter's cursor pagination)."""
+    page = out[:limit]
+    resp: dict[str, Any] = {"code": 200, key: [to_json(x) for x in page]}
+    if len(out) > limit and page:
+        resp["next_cursor"] = str(cursor(page[-1]))
+    return jresp(resp)
+
 class VenueServer:
     """Wires the core, the limiter, the faults and the WS hub into one aiohttp application."""
 
@@ -365,11 +375,7 @@ class VenueServer:
             out.append(t)
             if len(out) > limit:
                 break
-        page, more = out[:limit], len(out) > limit
-        resp: dict[str, Any] = {"code": 200, "trades": [wire.trade_json(t, v.markets[t.market_id]) for t in page]}
-        if more and page:
-            resp["next_cursor"] = str(page[-1].trade_id)
-        return jresp(resp)
+        return _paged("trades", out, limit, lambda t: wire.trade_json(t, v.markets[t.market_id]), lambda t: t.trade_id)
 
     async def h_active_orders(self, request: web.Request) -> web.Response:
         acct_i = _q_int(request, "account_index", required=True)
@@ -419,11 +425,7 @@ class VenueServer:
             out.append(o)
             if len(out) > limit:
                 break
-        page, more = out[:limit], len(out) > limit
-        resp: dict[str, Any] = {"code": 200, "orders": [wire.order_json(o, v.markets[o.market_id]) for o in page]}
-        if more and page:
-            resp["next_cursor"] = str(page[-1].order_index)
-        return jresp(resp)
+        return _paged("orders", out, limit, lambda o: wire.order_json(o, v.markets[o.market_id]), lambda o: o.order_index)
 
     async def h_account_orders(self, request: web.Request) -> web.Response:
         acct_i = _q_int(request, "account_index")

@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +12,10 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.config import HedgerConfig, Secrets, Settings
-from shared.runtime import Runtime
 from shared.schemas import OrderEvent, OrderUpdate, Position
 from services.hedger.app import HedgerService
 from tests.integration.test_maker_service import book, intents, n_intents, wait_for, xadd
+from tests.integration.harness import running
 
 ACCOUNT = 7
 ACCT = keys.acct(ACCOUNT)
@@ -26,19 +24,6 @@ ACCT = keys.acct(ACCOUNT)
 def settings(**hedger: Any) -> Settings:
     return Settings(hedger=HedgerConfig.model_validate({**Settings().hedger.model_dump(), **hedger}),
                     env=Secrets(account_index=ACCOUNT))
-
-
-@asynccontextmanager
-async def running(svc: HedgerService, redis: Redis) -> AsyncIterator[Runtime]:
-    rt = Runtime(svc.name, svc.settings, redis)
-    await svc.start(rt)
-    task = asyncio.create_task(svc.run(rt))
-    try:
-        yield rt
-    finally:
-        rt.stopping.set()
-        await asyncio.wait_for(task, 5)
-        assert task.exception() is None
 
 
 async def test_passive_clip_then_ioc_after_the_wait(redis: Redis) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,9 +15,9 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.config import MakerConfig, Secrets, Settings, TrendConfig, VolatilityConfig
 from shared.ids import IdMint
-from shared.runtime import Runtime
 from shared.schemas import BookTop, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, decode, encode
 from services.maker.app import MakerService, build
+from tests.integration.harness import running
 
 ACCOUNT = 7
 BOOK = keys.md_book(2)
@@ -61,19 +60,6 @@ async def n_intents(redis: Redis, n: int) -> list[OrderIntent]:
         got = await intents(redis)
         return got if len(got) >= n else None
     return await wait_for(check)
-
-
-@asynccontextmanager
-async def running(svc: MakerService, redis: Redis) -> AsyncIterator[Runtime]:
-    rt = Runtime(svc.name, svc.settings, redis)
-    await svc.start(rt)
-    task = asyncio.create_task(svc.run(rt))
-    try:
-        yield rt
-    finally:
-        rt.stopping.set()
-        await asyncio.wait_for(task, 5)
-        assert task.exception() is None
 
 
 async def test_latest_book_at_start_gives_two_post_only_quotes(redis: Redis) -> None:

@@ -2,8 +2,6 @@
 one clip at a time, stale books, dry-run."""
 from __future__ import annotations
 
-import shared.ids
-
 import pytest
 
 from fractions import Fraction
@@ -16,11 +14,7 @@ from services.hedger.core import FATE_TIMEOUT_MS, HedgerCore, aggressive_price, 
 from services.maker.commands import Cancel, Command, Note, Place
 
 
-@pytest.fixture(autouse=True)
-def _small_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests run the core on a small synthetic clock (t = 0, 1000, ...), so the indexes it mints
-    carry tiny timestamps; let ``source_of`` accept them (tests/unit/test_ids.py covers the real bound)."""
-    monkeypatch.setattr(shared.ids, "MIN_EPOCH_MS", 0)
+pytestmark = pytest.mark.usefixtures("small_clock")  # cores run on a synthetic clock from t = 0
 
 
 SETTINGS = Settings()

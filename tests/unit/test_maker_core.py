@@ -1,8 +1,6 @@
 """MakerCore decisions, no I/O: quotes, sizes, pause/resume, trend, skew, requotes, order tracking."""
 from __future__ import annotations
 
-import shared.ids
-
 import pytest
 
 from typing import Any
@@ -14,11 +12,7 @@ from services.maker.commands import Cancel, Command, Note, Place, Reject, to_int
 from services.maker.core import MakerCore
 
 
-@pytest.fixture(autouse=True)
-def _small_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests run the core on a small synthetic clock (t = 0, 1000, ...), so the indexes it mints
-    carry tiny timestamps; let ``source_of`` accept them (tests/unit/test_ids.py covers the real bound)."""
-    monkeypatch.setattr(shared.ids, "MIN_EPOCH_MS", 0)
+pytestmark = pytest.mark.usefixtures("small_clock")  # cores run on a synthetic clock from t = 0
 
 
 SETTINGS = Settings()
