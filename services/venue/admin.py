@@ -1,4 +1,4 @@
-"""/admin routes: funded accounts, state dump, fault injection, model switching.
+"""/admin routes: funded accounts, state dump, fault injection, model switching, clock advance.
 
 Off unless --admin / VENUE_ADMIN=1 (404), and only for loopback peers (403).
 """
@@ -20,6 +20,7 @@ from .markets import fmt_usdc, parse_fixed
 if TYPE_CHECKING:
     from .server import VenueServer
 
+MAX_ADVANCE_MS = 366 * 86_400_000  # a year: more is a unit mistake (seconds or microseconds)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -160,6 +161,19 @@ def add_admin_routes(srv: VenueServer, app: web.Application) -> None:
         return _json({"models": {str(m): {"model": sm.regime.name, "params": {k: getattr(sm.p, k) for k in sm.p.__slots__}}
                                  for m, sm in sorted(v.flow.items())}})
 
+    async def clock_get(request: web.Request) -> web.Response:
+        return _json({"now_ms": srv.clock(), "offset_ms": srv.clock_offset_ms})
+
+    async def clock_post(request: web.Request) -> web.Response:
+        b = await body(request)
+        ms = b.get("advance_ms")
+        if isinstance(ms, bool) or not isinstance(ms, int):
+            raise ValueError("advance_ms must be an integer number of milliseconds")
+        if not 0 <= ms <= MAX_ADVANCE_MS:
+            raise ValueError(f"advance_ms must be 0..{MAX_ADVANCE_MS} (the clock never goes backwards)")
+        now, skipped = srv.advance_clock(ms)
+        return _json({"now_ms": now, "offset_ms": srv.clock_offset_ms, "advanced_ms": ms, "skipped_steps": skipped})
+
     r = app.router
     r.add_post("/admin/accounts", guard(accounts))
     r.add_get("/admin/state", guard(state))
@@ -167,3 +181,5 @@ def add_admin_routes(srv: VenueServer, app: web.Application) -> None:
     r.add_delete("/admin/fault", guard(fault_delete))
     r.add_post("/admin/model", guard(model))
     r.add_get("/admin/model", guard(model_get))
+    r.add_get("/admin/clock", guard(clock_get))
+    r.add_post("/admin/clock", guard(clock_post))

@@ -96,22 +96,23 @@ class VenueServer:
 
     def __init__(self, cfg: VenueConfig, clock: Callable[[], int] = wall_ms) -> None:
         self.cfg = cfg
-        self.clock = clock
+        self._base_clock = clock
+        self.clock_offset_ms = 0  # POST /admin/clock moves the venue's time forward (never back)
         tapes: dict[int, list[TapeEvent]] = {}
         if cfg.tape_path:
             with open(cfg.tape_path, "rb") as fh:
                 from .markets import default_markets
                 tapes = parse_tape(fh, {m: mk for m, mk in default_markets().items() if m in cfg.markets})
-        self.venue = Venue(cfg, random.Random(cfg.seed), clock(), tapes)
+        self.venue = Venue(cfg, random.Random(cfg.seed), self.clock(), tapes)
         self.limiter = Limiter(cfg.rate_limit, cfg.free_tx_every_ms)
         self.faults = Faults()
         self.hub = Hub(self)
         self.wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.started_ms = clock()
+        self.started_ms = self.clock()
         for spec in cfg.accounts:
             self.venue.register_account(spec.index, spec.api_key_index, spec.public_key,
-                                        parse_fixed(spec.collateral_usdc, 6), clock())
+                                        parse_fixed(spec.collateral_usdc, 6), self.clock())
         self.app = self._build_app()
 
     # -- app ------------------------------------------------------------------------------
@@ -172,9 +173,28 @@ class VenueServer:
         except E.VenueError as e:
             return eresp(e)
 
-    # -- core driving ------------------------------------------------------------------------
+    # -- clock and core driving ----------------------------------------------------------------
+    def clock(self) -> int:
+        """The venue's time in ms: the injected clock plus the admin offset. Everything that reads time
+        (core, REST timestamps, auth deadlines, rate limits, WS frames) goes through here."""
+        return self._base_clock() + self.clock_offset_ms
+
     def now(self) -> int:
         return self.clock()
+
+    def advance_clock(self, ms: int) -> tuple[int, int]:
+        """Move the clock forward by ``ms`` and run everything that fell due in order (GTT expiries,
+        scheduled cancel-alls, pending txs, funding), pushing the results to WS subscribers. Synthetic
+        market steps inside the jump are dropped, as after a stall. Returns (now, steps skipped)."""
+        if ms < 0:
+            raise ValueError("the venue clock never goes backwards")
+        self.clock_offset_ms += ms
+        now = self.clock()
+        skipped = self.venue.skip_to(now)
+        self.run_core(now)
+        self.hub.flush_books(now)
+        self.wake.set()  # the scheduler recomputes its next wake-up on the new clock
+        return now, skipped
 
     def run_core(self, now_ms: int | None = None) -> None:
         """Advance the core to now and push resulting events to WS subscribers."""

@@ -42,8 +42,8 @@ class Session:
     sid: str
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     subs: set[str] = field(default_factory=set)
-    last_recv: float = field(default_factory=time.monotonic)
-    msg_times: deque[float] = field(default_factory=deque)
+    last_recv: float = field(default_factory=time.monotonic)  # transport idle timer: real time, not venue time
+    msg_times: deque[int] = field(default_factory=deque)  # venue ms of recent client messages
     writer: asyncio.Task[None] | None = None
 
     overflow: bool = False
@@ -216,9 +216,9 @@ class Hub:
             return
         t = msg.get("type")
         if self.srv.cfg.rate_limit and t not in ("jsonapi/sendtx", "jsonapi/sendtxbatch"):
-            now = time.monotonic()
+            now = self.srv.clock()  # a rate limit: venue time (an /admin/clock jump empties the window)
             q = s.msg_times
-            while q and q[0] <= now - 60:
+            while q and q[0] <= now - 60_000:
                 q.popleft()
             if len(q) >= MAX_MSGS_PER_MIN:
                 self._error(s, E.err(E.WS_TOO_MANY_MESSAGES))
