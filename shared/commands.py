@@ -55,6 +55,9 @@ class Note:
 
 Command = Union[Place, Cancel, Reject, Note]
 
+STRAY_GRACE_MS = 500  # a producer's own order it does not want is cancelled once known this long
+                      # (replayed account history often reports an order's end right after its start)
+
 
 def to_intent(cmd: Place | Cancel, source: Source, market_id: int, now_ms: int, now_ns: int,
               ttl_ms: int) -> OrderIntent:

@@ -34,8 +34,8 @@ from shared.markets import MarketSpec
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import BookTop, Msg, Source, encode
 
-from services.maker.commands import Cancel, Command, Note, Place, Reject, to_intent
-from services.maker.metrics import INTENTS, REJECTED_INPUT
+from shared.commands import Cancel, Command, Note, Place, Reject, to_intent
+from shared.quoting_metrics import INTENTS, REJECTED_INPUT
 
 
 class Core(Protocol):

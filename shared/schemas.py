@@ -92,6 +92,35 @@ class Position(Msg):
     ts_ms: int
 
 
+class AccountGap(Msg):
+    """The feed's account channels were (re)subscribed after a disconnect, an auth error or a gap:
+    account events may have been missed. The gateway answers with a REST reconcile."""
+
+    type: Literal["acct_gap"] = "acct_gap"
+    reason: str
+    ts_ms: int
+
+
+class Reconcile(Msg):
+    """What the venue's REST API says about our account, asked by the gateway (it holds the key).
+
+    ``orders`` are every active order of ``markets`` (``complete``: the venue listed them all) plus
+    orders that ended since ``since_ms``; ``fills`` are account trades after the last trade id the
+    gateway had seen. Ledgers treat it as ground truth for orders sent before ``as_of_ms``.
+    """
+
+    type: Literal["reconcile"] = "reconcile"
+    reason: str
+    as_of_ms: int            # the venue's clock when the snapshot was asked for (orders sent after it are not judged)
+    since_ms: int = 0
+    markets: list[int] = Field(default_factory=list)
+    complete: bool = True
+    orders: list[OrderUpdate] = Field(default_factory=list)
+    fills: list[Fill] = Field(default_factory=list)
+    positions: list[Position] = Field(default_factory=list)
+    ts_ms: int
+
+
 # --- order flow -----------------------------------------------------------------------------------
 Source = Literal["maker", "hedger", "operator"]
 
@@ -99,14 +128,15 @@ Source = Literal["maker", "hedger", "operator"]
 class OrderIntent(Msg):
     """A request to act at the venue. Producers mint ``intent_id`` and ``client_order_index``.
 
-    ``place`` needs price/size/side; ``cancel`` names ``client_order_index``; ``cancel_all``
-    cancels every open order of the market (``market_id`` -1 = all markets).
+    ``place`` needs price/size/side; ``cancel`` names ``client_order_index``; ``modify`` moves the
+    live order ``client_order_index`` to ``price``/``size`` in place (one tx instead of cancel + place);
+    ``cancel_all`` cancels every open order of the market (``market_id`` -1 = all markets).
     """
 
     type: Literal["intent"] = "intent"
     intent_id: str
     source: Source
-    action: Literal["place", "cancel", "cancel_all"]
+    action: Literal["place", "cancel", "modify", "cancel_all"]
     market_id: int
     client_order_index: int = 0
     is_ask: bool = False
@@ -120,7 +150,11 @@ class OrderIntent(Msg):
     trace: Trace = Field(default_factory=dict)
 
 
-EventKind = Literal["ack", "reject", "veto", "stale", "fill", "canceled", "killed", "error"]
+# ``not_sent``: certainly never reached the venue (nonce not used); ``unknown``: it may have (a timeout,
+# a 5xx, a dropped connection after sending) and is resolved later by evidence, never by sending again;
+# ``resolved``: the gateway settled an unknown outcome (``message`` says how: open | executed | dropped).
+EventKind = Literal["ack", "reject", "veto", "stale", "fill", "canceled", "killed", "not_sent", "unknown",
+                    "resolved", "error"]
 
 
 class OrderEvent(Msg):
@@ -144,11 +178,12 @@ class OrderEvent(Msg):
 
 
 AnyMsg = Annotated[
-    Union[BookTop, Trade, OrderUpdate, Fill, Position, OrderIntent, OrderEvent],
+    Union[BookTop, Trade, OrderUpdate, Fill, Position, AccountGap, Reconcile, OrderIntent, OrderEvent],
     Field(discriminator="type"),
 ]
 _BY_TYPE: dict[str, type[Msg]] = {
-    m.model_fields["type"].default: m for m in (BookTop, Trade, OrderUpdate, Fill, Position, OrderIntent, OrderEvent)
+    m.model_fields["type"].default: m for m in (BookTop, Trade, OrderUpdate, Fill, Position, AccountGap, Reconcile,
+                                                  OrderIntent, OrderEvent)
 }
 
 

@@ -64,8 +64,7 @@ class GuardService:
             raise ValueError("LIGHTER_ACCOUNT_INDEX is required: the guard tracks our account stream")
         self.settings = settings
         self.spec = settings.market_spec
-        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings),
-                              forget_after_ms=settings.gateway.order_expiry_s * 1000 + 60_000)
+        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings))
         self.acct_stream = keys.acct(settings.env.account_index)
         self.consumer_name = consumer
         self.block_ms = block_ms
@@ -99,7 +98,7 @@ class GuardService:
         self._position_gauge.set(self.core.position)
         self._started = True
         log.info("guard started: market %d, position %s %s, %d resting, enabled=%s", self.spec.market_id,
-                 human(self.core.position, self.spec.size_decimals), self.spec.symbol, len(self.core.resting),
+                 human(self.core.position, self.spec.size_decimals), self.spec.symbol, len(self.core.ledger.open_orders()),
                  self.core.limits.enabled)
 
     async def run(self, rt: Runtime) -> None:
@@ -125,8 +124,8 @@ class GuardService:
         intents_flowing = ages["intent"] is not None and ages["intent"] <= MID_MAX_AGE_S
         if intents_flowing and (ages["book"] is None or ages["book"] > MID_MAX_AGE_S):
             problems.append(f"mid older than {MID_MAX_AGE_S:g}s while intents arrive")
-        res = list(c.resting.values())
-        fly = [f.order for f in c.in_flight.values()]
+        res = c.ledger.open_orders()
+        fly = c.ledger.maybe_open()
         detail = {
             "enabled": c.limits.enabled,
             "kill": {"set": c.kill is not None, "reason": c.kill, "readable": c.kill_known},
@@ -134,9 +133,10 @@ class GuardService:
                          "known": c.position_known, "breached": c.breached},
             "mid": c.mid_human,
             "resting": {"bids": sum(not o.is_ask for o in res), "asks": sum(o.is_ask for o in res),
-                        "bid_lots": sum(o.size for o in res if not o.is_ask),
-                        "ask_lots": sum(o.size for o in res if o.is_ask)},
+                        "bid_lots": sum(o.remaining for o in res if not o.is_ask),
+                        "ask_lots": sum(o.remaining for o in res if o.is_ask)},
             "in_flight": {"bids": sum(not o.is_ask for o in fly), "asks": sum(o.is_ask for o in fly)},
+            "ledger": c.ledger.summary(),
             "verdicts": {"approved": dict(c.approved), "vetoed": dict(c.vetoed), "duplicates": c.duplicates},
             "kill_trips": c.kill_trips,
             "fills": c.fills,

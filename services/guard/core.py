@@ -1,6 +1,7 @@
 """The guard's pure decision core: the last word on every order intent.
 
-State: our position, our resting orders, places approved but not yet seen at the venue, the mid
+State: an ``OrderLedger`` (the one order truth: our position, resting orders, places approved and
+not yet seen at the venue, orders whose send outcome is unknown, each side's worst case), the mid
 and the kill flag. ``handle(event, now_ms)`` returns commands (approve, veto, trip the kill flag)
 and never does I/O, reads a clock or draws random numbers, so every rule is unit-testable and a
 recorded stream replays deterministically.
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from shared.config import Settings
+from shared.ledger import OrderLedger
 from shared.markets import MarketSpec, round_down
-from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position
+from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
 
 from services.guard.rules import (
     OwnOrder,
@@ -43,10 +45,7 @@ __all__ = [
     "Replayed", "SetKill", "Veto", "self_trade_conflict", "would_self_trade",
 ]
 
-FORGET_AFTER_MS = 3_660_000         # an order we count but never hear of again is forgotten after the
-                                    # venue would have expired it (gateway.order_expiry_s 1 h + 60 s)
 KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
-LIVE_STATUSES = frozenset({"open", "pending", "in-progress"})
 
 
 # --- events the shell feeds in besides shared.schemas messages -------------------------------------
@@ -132,28 +131,15 @@ class GuardLimits:
 
 
 @dataclass(slots=True)
-class _InFlight:
-    order: OwnOrder
-    expires_ms: int
-
-
-@dataclass(slots=True)
 class GuardCore:
     """State plus rules for one market. Feed it events in stream order; carry out what it returns."""
 
     spec: MarketSpec
     limits: GuardLimits
-    position: int = 0                       # last confirmed (Position message)
-    position_known: bool = False            # False until the first Position: places are vetoed (fail closed)
-    position_ts_ms: int = -1
-    unconfirmed: list[tuple[int, int]] = field(default_factory=list)  # fills newer than the position: (ts, signed lots)
-    forget_after_ms: int = FORGET_AFTER_MS
+    ledger: OrderLedger = field(default_factory=OrderLedger)
     mid2: int | None = None                 # 2 x mid in ticks (a mid may fall on half a tick)
     kill: str | None = None
     kill_known: bool = False                # False until the first readable KillState: fail closed
-    resting: dict[int, OwnOrder] = field(default_factory=dict)
-    resting_until: dict[int, int] = field(default_factory=dict)  # coi -> when to stop counting it unheard
-    in_flight: dict[int, _InFlight] = field(default_factory=dict)
     breached: bool = False                  # inside a breach episode (the kill flag trips on entry)
     known_verdicts: set[str] = field(default_factory=set)
     known_until_ms: int = 0
@@ -167,6 +153,9 @@ class GuardCore:
     last_account_ms: int | None = None
     last_fill_ms: int | None = None
 
+    def __post_init__(self) -> None:
+        self.ledger.market_id = self.spec.market_id
+
     # --- entry points -----------------------------------------------------------------------------
     def handle(self, event: Event, now_ms: int) -> list[Command]:
         """Apply one event; return what the shell must do."""
@@ -178,25 +167,24 @@ class GuardCore:
             return []
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
-        if isinstance(event, Position):
-            return self._on_position(event, now_ms)
-        if isinstance(event, OrderUpdate):
-            self._on_order(event, now_ms)
-            return []
-        if isinstance(event, Fill):
-            if event.market_id == self.spec.market_id:
+        if isinstance(event, (Position, OrderUpdate, Fill, Reconcile)):
+            if getattr(event, "market_id", self.spec.market_id) not in (self.spec.market_id, -1):
+                return []
+            self.last_account_ms = now_ms
+            if isinstance(event, Fill):
+                if not self.ledger.on_fill(event, now_ms):
+                    return []
                 self.fills += 1
-                self.last_fill_ms = self.last_account_ms = now_ms
-                if event.ts_ms > self.position_ts_ms:  # not yet in the last Position: count it until one is
-                    self.unconfirmed.append((event.ts_ms, -event.size if event.is_ask else event.size))
-                    return self._check_breach()
-            return []
+                self.last_fill_ms = now_ms
+            else:
+                self.ledger.handle(event, now_ms)
+            return self._check_breach()
         if isinstance(event, OrderEvent):
-            self._on_order_event(event)
+            if event.kind != "veto":   # our own vetoes were applied when made
+                self.ledger.on_event(event, now_ms)
             return []
         if isinstance(event, Replayed):
-            if event.intent.action == "place":
-                self._track(event.intent)
+            self._track(event.intent, now_ms)
             return []
         if isinstance(event, Recovered):
             self.known_verdicts = set(event.known_verdicts)
@@ -206,34 +194,32 @@ class GuardCore:
         return []
 
     def on_timer(self, now_ms: int) -> list[Command]:
-        """Stop counting orders not heard of since the venue would have expired them; forget old recovery data.
-
-        Until then an approved place stays counted even without news (its outcome may be unknown):
-        over-counting vetoes quotes, under-counting could breach a limit.
-        """
-        for coi in [c for c, f in self.in_flight.items() if f.expires_ms < now_ms]:
-            del self.in_flight[coi]
-        for coi in [c for c, t in self.resting_until.items() if t < now_ms]:
-            self.resting.pop(coi, None)
-            del self.resting_until[coi]
+        """Forget old recovery data. Orders are never forgotten by age: only the venue (an update or a
+        reconcile) ends an order; until then it counts (over-counting vetoes, under-counting breaches)."""
         if self.known_verdicts and now_ms > self.known_until_ms:
             self.known_verdicts.clear()
         return []
 
-    # --- derived state ----------------------------------------------------------------------------
+    # --- derived state (all of it the ledger's) ---------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self.ledger.position
+
+    @property
+    def position_known(self) -> bool:
+        return self.ledger.position_known
+
     @property
     def effective_position(self) -> int:
-        """Confirmed position plus fills the venue reported after it (orders and positions arrive on
-        separate channels, in either order)."""
-        return self.position + sum(lots for _, lots in self.unconfirmed)
+        """Confirmed position plus fills the venue reported after it."""
+        return self.ledger.effective_position
 
     def open_lots(self, is_ask: bool) -> int:
-        """Lots on one side that may still fill: resting remainders plus approved places in flight."""
-        return (sum(o.size for o in self.resting.values() if o.is_ask == is_ask)
-                + sum(f.order.size for f in self.in_flight.values() if f.order.is_ask == is_ask))
+        """Lots on one side that may still fill: resting, pending cancel, approved, sent or unknown."""
+        return self.ledger.exposure(is_ask)
 
     def own_orders(self) -> list[OwnOrder]:
-        return [*self.resting.values(), *(f.order for f in self.in_flight.values())]
+        return [OwnOrder(o.coi, o.is_ask, o.price, o.exposure) for o in self.ledger.live()]
 
     @property
     def mid_human(self) -> str | None:
@@ -247,18 +233,19 @@ class GuardCore:
             self.duplicates += 1
             return [Duplicate(it)]
         if it.action != "place":
+            self.ledger.on_intent(it, now_ms)   # a cancel keeps counting the order until the venue confirms
             return [self._approve(it, "cancel")]
         if not self.kill_known:
             return [self._veto(it, "kill", "kill: risk:kill unreadable")]
         if self.kill is not None:
             return [self._veto(it, "kill", f"kill: {self.kill}")]
         if not self.limits.enabled:
-            self._track(it)
+            self._track(it, now_ms)
             return [self._approve(it, "disabled")]
         veto = self._check_place(it, now_ms)
         if veto is not None:
             return [veto]
-        self._track(it)
+        self._track(it, now_ms)
         return [self._approve(it, "ok")]
 
     def _check_place(self, it: OrderIntent, now_ms: int) -> Veto | None:
@@ -267,7 +254,7 @@ class GuardCore:
             return self._veto(it, "market", f"market: intent for market {it.market_id}, guard runs {spec.market_id}")
         if it.price <= 0 or it.size <= 0:
             return self._veto(it, "invalid", f"invalid: price {it.price} size {it.size}")
-        if it.client_order_index in self.resting or it.client_order_index in self.in_flight:
+        if self.ledger.get(it.client_order_index) is not None:
             return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} already in use")
         if it.created_ms + it.ttl_ms < now_ms:
             return self._veto(it, "stale", "stale")
@@ -302,9 +289,10 @@ class GuardCore:
         self.vetoed[reason] = self.vetoed.get(reason, 0) + 1
         return Veto(it, reason, message)
 
-    def _track(self, it: OrderIntent) -> None:
-        order = OwnOrder(it.client_order_index, it.is_ask, it.price, it.size)
-        self.in_flight[it.client_order_index] = _InFlight(order, it.created_ms + self.forget_after_ms)
+    def _track(self, it: OrderIntent, now_ms: int) -> None:
+        """An approved place: counted from now on, whatever happens to it, until the venue says it ended."""
+        self.ledger.on_intent(it, now_ms)
+        self.ledger.approve(it.client_order_index, now_ms)
 
     # --- state updates ----------------------------------------------------------------------------
     def _on_book(self, b: BookTop, now_ms: int) -> list[Command]:
@@ -313,34 +301,6 @@ class GuardCore:
         self.mid2 = b.bids[0][0] + b.asks[0][0]
         self.last_book_ms = now_ms
         return self._check_breach()
-
-    def _on_position(self, p: Position, now_ms: int) -> list[Command]:
-        if p.market_id != self.spec.market_id:
-            return []
-        self.position, self.position_known = p.position, True
-        self.position_ts_ms = max(self.position_ts_ms, p.ts_ms)
-        self.unconfirmed = [(ts, lots) for ts, lots in self.unconfirmed if ts > self.position_ts_ms]
-        self.last_account_ms = now_ms
-        return self._check_breach()
-
-    def _on_order(self, u: OrderUpdate, now_ms: int) -> None:
-        if u.market_id != self.spec.market_id:
-            return
-        self.last_account_ms = now_ms
-        coi = u.client_order_index
-        self.in_flight.pop(coi, None)
-        if u.status in LIVE_STATUSES and u.remaining_size > 0:
-            self.resting[coi] = OwnOrder(coi, u.is_ask, u.price, u.remaining_size)
-            self.resting_until[coi] = now_ms + self.forget_after_ms  # its end may fall in a feed gap
-        else:  # filled, canceled-*, or nothing left: gone from the book
-            self.resting.pop(coi, None)
-            self.resting_until.pop(coi, None)
-
-    def _on_order_event(self, e: OrderEvent) -> None:
-        """The gateway refused or dropped a place: it will never rest. Our own vetoes are ignored."""
-        if e.kind in ("reject", "stale", "killed") and e.action in ("place", ""):
-            if e.market_id in (self.spec.market_id, -1):
-                self.in_flight.pop(e.client_order_index, None)
 
     # --- kill trip --------------------------------------------------------------------------------
     def breach_reason(self) -> str | None:

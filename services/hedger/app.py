@@ -5,8 +5,8 @@ from shared.cli import fail
 from shared.config import Settings
 
 from services.hedger.core import HEDGE_TTL_MS, MODES, HedgerCore
-from services.maker.metrics import HEDGER_MODE, position_lots
-from services.maker.shell import QuotingShell
+from shared.quoting_metrics import HEDGER_MODE, position_lots
+from shared.quoting_shell import QuotingShell
 
 
 class HedgerService(QuotingShell):

@@ -29,13 +29,14 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from shared.config import HedgerConfig, Settings
-from shared.ids import IdMint, source_of
+from shared.books import book_problem
+from shared.commands import STRAY_GRACE_MS, Cancel, Command, Note, Place, Reject
+from shared.ids import IdMint
+from shared.ledger import OrderLedger, State
 from shared.markets import MarketSpec, round_down
-from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderUpdate, Position
+from shared.schemas import BookTop, Msg
 
-from services.maker.commands import Cancel, Command, Note, Place, Reject
-from services.maker.core import FAILED_KINDS, STRAY_GRACE_MS, book_problem, is_terminal
-from services.maker.pricing import BPS, frac, mid_of, min_lots_at, min_notional_micro
+from shared.pricing import BPS, frac, mid_of, min_lots_at, min_notional_micro
 
 Mode = Literal["idle", "passive", "aggressive", "stale", "no-position"]
 MODES: tuple[Mode, ...] = ("idle", "passive", "aggressive", "stale", "no-position")
@@ -77,8 +78,6 @@ class Clip:
     phase: Literal["passive", "aggressive"]
     placed_ms: int
     deadline_ms: int        # no terminal news by then: cancel by coi and forget the clip
-    filled: int = 0
-    open: bool = False
     canceling: bool = False
     escalate: bool = False  # we cancelled it to go aggressive
 
@@ -100,12 +99,11 @@ class HedgerCore:
         self.ask: int | None = None
         self.book_ts_ms: int | None = None
         self.trace: dict[str, int] = {}
-        self.position: int | None = None
+        self.ledger = OrderLedger(market_id=spec.market_id)
         self.clip: Clip | None = None
         self.escalation: tuple[bool, int] | None = None  # (is_ask, lots the passive leg left)
         self.last_done_ms = -(10**18)
         self.mode: Mode = "no-position"
-        self.strays: dict[int, int] = {}  # hedger orders resting that are not the live clip -> first seen
         self.counts = {"clips": 0, "passive": 0, "aggressive": 0, "cancel": 0, "skipped": 0, "failed": 0}
 
     @classmethod
@@ -113,6 +111,11 @@ class HedgerCore:
         spec = s.market_spec
         return cls(s.hedger, spec, min_notional_micro(s.maker.exchange_min_notional, spec),
                    int(s.maker.max_book_age_s * 1000))
+
+    @property
+    def position(self) -> int | None:
+        """The venue's position plus fills after it (a fill is hedged once, before its Position arrives)."""
+        return self.ledger.effective_position if self.ledger.position_known else None
 
     # --- events ---------------------------------------------------------------------------------
     def handle(self, event: Msg, now_ms: int) -> list[Command]:
@@ -132,17 +135,8 @@ class HedgerCore:
             return self._evaluate(now_ms)
         if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
             return []
-        if isinstance(event, Position):
-            self.position = event.position
-        elif isinstance(event, OrderUpdate):
-            self._on_order(event, now_ms)
-        elif isinstance(event, Fill):
-            if self.clip is not None and event.client_order_index == self.clip.coi:
-                self.clip.filled += event.size
-        elif isinstance(event, OrderEvent):
-            self._on_event(event, now_ms)
-        else:
-            return []
+        self.ledger.handle(event, now_ms)
+        self._settle_clip(now_ms)
         return self._evaluate(now_ms)
 
     def on_timer(self, now_ms: int) -> list[Command]:
@@ -164,34 +158,19 @@ class HedgerCore:
         self.clip = None
         self.last_done_ms = now_ms
 
-    def _on_order(self, u: OrderUpdate, now_ms: int) -> None:
-        coi, c = u.client_order_index, self.clip
-        if source_of(coi) != "hedger":
-            return
-        if c is None or coi != c.coi:
-            if is_terminal(u.status):
-                self.strays.pop(coi, None)
-            else:
-                self.strays.setdefault(coi, now_ms)
-            return
-        c.filled = max(c.filled, u.filled_size)
-        if not is_terminal(u.status):
-            c.open = True
-            return
-        left = u.remaining_size if u.status != "filled" else 0
-        go = c.phase == "passive" and (c.escalate or u.status == "canceled-post-only")
-        self._finish(now_ms, left if go else 0)
-
-    def _on_event(self, e: OrderEvent, now_ms: int) -> None:
+    def _settle_clip(self, now_ms: int) -> None:
+        """The live clip ended at the venue (or never got there): free the slot, escalate what is left."""
         c = self.clip
-        if c is None or (e.source != "hedger" and not e.intent_id.startswith("hedger-")):
+        o = None if c is None else self.ledger.get(c.coi)
+        if c is None or o is None or not o.terminal:
             return
-        if e.action == "place" and e.client_order_index == c.coi:
-            if e.kind in FAILED_KINDS:
-                self.counts["failed"] += 1
-                self._finish(now_ms)  # never reached the book; min_interval_s keeps retries calm
-            elif e.kind == "canceled":
-                self._finish(now_ms)
+        if o.state in (State.REJECTED, State.NEVER_SENT):
+            self.counts["failed"] += 1
+            self._finish(now_ms)  # never reached the book; min_interval_s keeps retries calm
+            return
+        left = max(o.size - o.filled, 0) if o.state != State.FILLED else 0
+        go = c.phase == "passive" and (c.escalate or o.venue_status == "canceled-post-only")
+        self._finish(now_ms, left if go else 0)
 
     # --- decisions ------------------------------------------------------------------------------
     def fresh(self, now_ms: int) -> bool:
@@ -203,10 +182,10 @@ class HedgerCore:
 
     def _evaluate(self, now_ms: int) -> list[Command]:
         cmds: list[Command] = []
-        for coi, seen in sorted(self.strays.items()):
-            if now_ms - seen >= STRAY_GRACE_MS:
-                del self.strays[coi]
-                cmds.append(self._cancel(coi, now_ms, "unwanted resting order"))
+        live_clip = None if self.clip is None else self.clip.coi
+        for o in sorted(self.ledger.live("hedger"), key=lambda o: o.coi):
+            if o.coi != live_clip and o.cancel_attempts == 0 and now_ms - o.created_ms >= STRAY_GRACE_MS:
+                cmds.append(self._cancel(o.coi, now_ms, "unwanted resting order"))
         c = self.clip
         if c is not None and now_ms >= c.deadline_ms:
             cmds.append(Note(f"no news of hedge {c.coi} after {FATE_TIMEOUT_MS} ms; cancelling it and moving on", "warning"))
@@ -272,6 +251,7 @@ class HedgerCore:
         iid = self.mint.intent_id(coi)
         wait = self.passive_wait_ms if phase == "passive" else 0
         self.clip = Clip(coi, iid, is_ask, price, size, phase, now_ms, now_ms + wait + FATE_TIMEOUT_MS)
+        self.ledger.placed(coi, self.market_id, is_ask, price, size, "hedger", iid, now_ms, reduce_only)
         self.mode = phase
         self.counts["clips"] += 1
         self.counts[phase] += 1
@@ -280,9 +260,14 @@ class HedgerCore:
 
     def _cancel(self, coi: int, now_ms: int, reason: str) -> Cancel:
         self.counts["cancel"] += 1
+        self.ledger.cancel_sent(coi, now_ms)
         return Cancel(coi, self.mint.intent_id(self.mint.next_coi(now_ms)), reason, dict(self.trace))
 
-    # --- observability --------------------------------------------------------------------------
+    # --- observability ---
+    def _clip_state(self, coi: int) -> str | None:
+        o = self.ledger.get(coi)
+        return None if o is None else o.state.value
+
     def snapshot(self) -> dict[str, Any]:
         c = self.clip
         return {
@@ -292,6 +277,8 @@ class HedgerCore:
             "target": self.target,
             "excess": self.excess(),
             "clip": None if c is None else {"coi": c.coi, "side": "ask" if c.is_ask else "bid", "price": c.price,
-                                            "size": c.size, "phase": c.phase, "open": c.open, "canceling": c.canceling},
+                                            "size": c.size, "phase": c.phase, "canceling": c.canceling,
+                                            "state": self._clip_state(c.coi)},
+            "ledger": self.ledger.summary("hedger"),
             "counts": dict(self.counts),
         }

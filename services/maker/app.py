@@ -5,8 +5,8 @@ from shared.cli import fail
 from shared.config import Settings
 
 from services.maker.core import MODES, MakerCore
-from services.maker.metrics import MAKER_MODE, TREND_BPS, VOL_BPS, position_lots
-from services.maker.shell import QuotingShell
+from shared.quoting_metrics import MAKER_MODE, TREND_BPS, VOL_BPS, position_lots
+from shared.quoting_shell import QuotingShell
 
 
 class MakerService(QuotingShell):

@@ -22,11 +22,14 @@ guard's position limit, linearly. A live quote is kept unless its target moved >
 of mid; every new order on a side (requote, refill, retry) waits ``min_requote_interval_s`` after
 the previous one, which also stops post-only rejection loops. Cancels are never delayed.
 
-Our orders are tracked by client_order_index: ``OrderUpdate`` (open / filled / canceled-*),
-``Fill`` and the guard's/gateway's ``OrderEvent`` (veto/reject/stale/error = the quote is gone).
-Maker orders the venue reports resting that we do not want (a lost cancel, an errored place)
-are cancelled once they have been reported for ``STRAY_GRACE_MS`` without a terminal update. The position comes from ``Position`` messages only (fills are not added to it, so
-nothing is counted twice); it is taken as 0 until the first one arrives.
+Order state lives in ``shared.ledger.OrderLedger`` (one truth: the venue's updates, fills by trade
+id, the gateway's outcomes and reconcile snapshots). The maker keeps only its *decision*: which
+order is its quote on each side (``quotes``, side -> ``Slot``). A slot whose order ended is free;
+one whose outcome is unknown is not (it may rest: it is cancelled by index, never silently
+replaced). Maker orders the ledger says may rest that are no quote of ours (a lost cancel, an
+order adopted from a reconcile) are cancelled once known for ``STRAY_GRACE_MS``; a cancel the venue
+has not confirmed is sent again after ``quote_ttl_ms``, up to ``CANCEL_ATTEMPTS`` times. Nothing
+is quoted before the position is known (the guard would veto it).
 """
 from __future__ import annotations
 
@@ -36,40 +39,21 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from shared.config import MakerConfig, Settings
-from shared.ids import IdMint, source_of
+from shared.ids import IdMint
 from shared.markets import MarketSpec, round_down
-from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderUpdate, Position
+from shared.books import book_problem
+from shared.commands import STRAY_GRACE_MS, Cancel, Command, Note, Place, Reject
+from shared.ledger import RESTING, OrderLedger, Transition
+from shared.schemas import BookTop, Msg
 
-from services.maker.commands import Cancel, Command, Note, Place, Reject
-from services.maker.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps,
+from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps,
                                     quote_prices, skew_ticks)
 from services.maker.signals import TrendWindow, VolEma
 
-Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale"]
-MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale")
-FAILED_KINDS = frozenset({"veto", "reject", "stale", "error", "killed"})
-NOT_ACTIVE_CODES = frozenset({21600, 21715})  # cancel of an order that is no longer active
+Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale", "no-position"]
+MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale", "no-position")
 CANCEL_ATTEMPTS = 3
 NEVER = -(10**18)
-STRAY_GRACE_MS = 500  # replayed account history often reports an order's end right after its start
-
-
-def is_terminal(status: str) -> bool:
-    """Lighter order statuses after which the order no longer rests."""
-    return status == "filled" or status.startswith("canceled")
-
-
-def book_problem(book: BookTop) -> str | None:
-    """Why a schema-valid book is still unusable data (None if fine). One-sided books are fine."""
-    for name, levels, better in (("bids", book.bids, 1), ("asks", book.asks, -1)):
-        for i, (price, size) in enumerate(levels):
-            if price <= 0 or size <= 0:
-                return f"{name}[{i}] non-positive price or size"
-            if i and (price - levels[i - 1][0]) * better >= 0:
-                return f"{name} not strictly ordered best first"
-    if book.bids and book.asks and book.bids[0][0] >= book.asks[0][0]:
-        return f"crossed book: bid {book.bids[0][0]} >= ask {book.asks[0][0]}"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +63,13 @@ class Target:
 
 
 @dataclass(slots=True)
-class Quote:
-    """One of our resting (or on-its-way) quotes."""
+class Slot:
+    """Which order is our quote on one side (its state is the ledger's)."""
 
     coi: int
     intent_id: str
     is_ask: bool
-    price: int
-    size: int
     placed_ms: int
-    remaining: int
-    acked: bool = False
-    open: bool = False
-
-
-@dataclass(slots=True)
-class PendingCancel:
-    coi: int
-    intent_id: str
-    sent_ms: int
-    attempts: int = 1
 
 
 class MakerCore:
@@ -119,13 +90,11 @@ class MakerCore:
         self.ask: int | None = None
         self.book_ts_ms: int | None = None
         self.trace: dict[str, int] = {}
-        self.position = 0
+        self.ledger = OrderLedger(market_id=spec.market_id)
         self.paused = False
         self.mode: Mode = "stale"
         self.half_spread_bps = frac(cfg.spread_bps)
-        self.quotes: dict[bool, Quote] = {}          # is_ask -> live quote
-        self.canceling: dict[int, PendingCancel] = {}
-        self.strays: dict[int, int] = {}             # maker orders resting that we do not track -> first seen
+        self.quotes: dict[bool, Slot] = {}           # is_ask -> our quote on that side
         self.last_place_ms: dict[bool, int] = {}
         self.targets: dict[bool, Target] = {}
         self.counts = {"place": 0, "cancel": 0, "failed": 0, "rejected_input": 0}
@@ -134,22 +103,17 @@ class MakerCore:
     def from_settings(cls, s: Settings) -> "MakerCore":
         return cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals))
 
+    @property
+    def position(self) -> int:
+        return self.ledger.effective_position
+
     # --- events ---------------------------------------------------------------------------------
     def handle(self, event: Msg, now_ms: int) -> list[Command]:
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
         if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
             return []
-        if isinstance(event, OrderUpdate):
-            self._on_order(event, now_ms)
-        elif isinstance(event, Fill):
-            self._on_fill(event)
-        elif isinstance(event, Position):
-            self.position = event.position
-        elif isinstance(event, OrderEvent):
-            self._on_event(event)
-        else:
-            return []
+        self._free_ended(self.ledger.handle(event, now_ms))
         return self._reconcile(now_ms)
 
     def on_timer(self, now_ms: int) -> list[Command]:
@@ -181,56 +145,15 @@ class MakerCore:
             self.bid = self.ask = None
         return self._reconcile(now_ms)
 
-    def _quote_by_coi(self, coi: int) -> Quote | None:
-        for q in self.quotes.values():
-            if q.coi == coi:
-                return q
-        return None
-
-    def _on_order(self, u: OrderUpdate, now_ms: int) -> None:
-        coi = u.client_order_index
-        if source_of(coi) != "maker":
-            return
-        terminal = is_terminal(u.status)
-        q = self._quote_by_coi(coi)
-        if q is not None:
-            if terminal:
-                del self.quotes[q.is_ask]
-            else:
-                q.open, q.remaining = True, u.remaining_size
-            return
-        if coi in self.canceling:
-            if terminal:
-                del self.canceling[coi]
-            return
-        if terminal:
-            self.strays.pop(coi, None)
-        else:
-            self.strays.setdefault(coi, now_ms)
-
-    def _on_fill(self, f: Fill) -> None:
-        q = self._quote_by_coi(f.client_order_index)
-        if q is not None:
-            q.remaining -= f.size
-            if q.remaining <= 0:
-                del self.quotes[q.is_ask]
-
-    def _on_event(self, e: OrderEvent) -> None:
-        if e.source != "maker" and not e.intent_id.startswith("maker-"):
-            return
-        coi = e.client_order_index
-        if e.action == "place":
-            q = self._quote_by_coi(coi)
-            if q is None:
-                return
-            if e.kind in FAILED_KINDS or e.kind == "canceled":
-                self.counts["failed"] += e.kind != "canceled"
-                del self.quotes[q.is_ask]
-            elif e.kind == "ack":
-                q.acked = True
-        elif e.action == "cancel" and coi in self.canceling:
-            if e.kind == "canceled" or (e.kind == "reject" and e.code in NOT_ACTIVE_CODES):
-                del self.canceling[coi]
+    def _free_ended(self, transitions: list[Transition]) -> None:
+        """A slot whose order ended (filled, cancelled, refused, never sent) is free again."""
+        for t in transitions:
+            if t.after.value in ("rejected", "never_sent"):
+                self.counts["failed"] += 1
+        for side, q in list(self.quotes.items()):
+            o = self.ledger.get(q.coi)
+            if o is not None and o.terminal:
+                del self.quotes[side]
 
     # --- decisions ------------------------------------------------------------------------------
     def fresh(self, now_ms: int) -> bool:
@@ -240,6 +163,9 @@ class MakerCore:
     def _desired(self, now_ms: int) -> dict[bool, Target]:
         if not self.fresh(now_ms):
             self.mode = "stale"
+            return {}
+        if not self.ledger.position_known:
+            self.mode = "no-position"
             return {}
         assert self.bid is not None and self.ask is not None
         cfg, v, t = self.cfg, self.cfg.volatility, self.cfg.trend
@@ -296,9 +222,12 @@ class MakerCore:
             want, q = desired.get(is_ask), self.quotes.get(is_ask)
             if want is None:
                 if q is not None:
-                    cmds.append(self._cancel(q, now_ms, self.mode if self.mode in ("stale", "paused") else "side off"))
+                    cmds.append(self._cancel(q, now_ms, self.mode if self.mode in ("stale", "paused", "no-position")
+                                             else "side off"))
                 continue
-            if q is not None and self._moved_bps(q.price, want.price) < frac(self.cfg.requote_bps):
+            live = None if q is None else self.ledger.get(q.coi)
+            if live is not None and self._moved_bps(live.modify_to[0] if live.modify_to else live.price,
+                                                    want.price) < frac(self.cfg.requote_bps):
                 continue
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
@@ -314,47 +243,55 @@ class MakerCore:
 
     def _housekeeping(self, now_ms: int) -> list[Command]:
         cmds: list[Command] = []
-        for coi, seen in sorted(self.strays.items()):
-            if now_ms - seen >= STRAY_GRACE_MS:
-                del self.strays[coi]
-                cmds.append(self._cancel_coi(coi, now_ms, "unwanted resting order"))
+        mine = {q.coi for q in self.quotes.values()}
+        for o in sorted(self.ledger.live("maker"), key=lambda o: o.coi):
+            if o.coi in mine:
+                continue
+            if o.cancel_attempts == 0:
+                if o.state in RESTING or o.state.value in ("sent", "unknown"):
+                    if now_ms - o.created_ms >= STRAY_GRACE_MS:
+                        cmds.append(self._cancel_coi(o.coi, now_ms, "unwanted resting order"))
+            elif now_ms - o.cancel_sent_ms >= self.cancel_retry_ms:
+                if o.cancel_attempts >= CANCEL_ATTEMPTS:
+                    if o.cancel_attempts == CANCEL_ATTEMPTS:
+                        o.cancel_attempts += 1   # say it once; the next reconcile settles it
+                        cmds.append(Note(f"cancel of {o.coi} unconfirmed after {CANCEL_ATTEMPTS} attempts; "
+                                         "the next reconcile settles it", "warning"))
+                    continue
+                cmds.append(self._cancel_coi(o.coi, now_ms, "retry"))
         for q in list(self.quotes.values()):
-            if not q.open and now_ms - q.placed_ms > self.pending_timeout_ms:
+            o = self.ledger.get(q.coi)
+            if o is not None and o.state not in RESTING and now_ms - q.placed_ms > self.pending_timeout_ms:
                 cmds.append(self._cancel(q, now_ms, "no news of the order"))
-        for pc in list(self.canceling.values()):
-            if now_ms - pc.sent_ms < self.cancel_retry_ms:
-                continue
-            if pc.attempts >= CANCEL_ATTEMPTS:
-                del self.canceling[pc.coi]
-                cmds.append(Note(f"cancel of {pc.coi} unconfirmed after {pc.attempts} attempts; forgetting it",
-                                 "warning"))
-                continue
-            pc.intent_id = self.mint.intent_id(self.mint.next_coi(now_ms))
-            pc.sent_ms, pc.attempts = now_ms, pc.attempts + 1
-            self.counts["cancel"] += 1
-            cmds.append(Cancel(pc.coi, pc.intent_id, "retry", dict(self.trace)))
         return cmds
 
     def _place(self, is_ask: bool, t: Target, now_ms: int) -> Place:
         coi = self.mint.next_coi(now_ms)
         iid = self.mint.intent_id(coi)
-        self.quotes[is_ask] = Quote(coi, iid, is_ask, t.price, t.size, now_ms, remaining=t.size)
+        self.quotes[is_ask] = Slot(coi, iid, is_ask, now_ms)
+        self.ledger.placed(coi, self.market_id, is_ask, t.price, t.size, "maker", iid, now_ms)
         self.last_place_ms[is_ask] = now_ms
         self.counts["place"] += 1
         return Place(coi, iid, is_ask, t.price, t.size, "post_only", False, dict(self.trace))
 
-    def _cancel(self, q: Quote, now_ms: int, reason: str) -> Cancel:
+    def _cancel(self, q: Slot, now_ms: int, reason: str) -> Cancel:
         del self.quotes[q.is_ask]
         return self._cancel_coi(q.coi, now_ms, reason)
 
     def _cancel_coi(self, coi: int, now_ms: int, reason: str) -> Cancel:
         """Cancel intents get their own fresh intent id (the place intent's id is already used)."""
         iid = self.mint.intent_id(self.mint.next_coi(now_ms))
-        self.canceling[coi] = PendingCancel(coi, iid, now_ms)
+        self.ledger.cancel_sent(coi, now_ms)
         self.counts["cancel"] += 1
         return Cancel(coi, iid, reason, dict(self.trace))
 
-    # --- observability --------------------------------------------------------------------------
+    # --- observability ---
+    def _quote_view(self, q: Slot) -> dict[str, Any]:
+        o = self.ledger.get(q.coi)
+        return {"side": "ask" if q.is_ask else "bid", "coi": q.coi, "price": None if o is None else o.price,
+                "size": None if o is None else o.remaining, "state": None if o is None else o.state.value,
+                "open": o is not None and o.state in RESTING}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -363,8 +300,8 @@ class MakerCore:
             "trend_bps": round(self.trend.value, 3),
             "half_spread_bps": float(self.half_spread_bps),
             "position": self.position,
-            "quotes": [{"side": "ask" if q.is_ask else "bid", "price": q.price, "size": q.size, "coi": q.coi,
-                        "open": q.open} for q in self.quotes.values()],
-            "canceling": len(self.canceling),
+            "quotes": [self._quote_view(q) for q in self.quotes.values()],
+            "canceling": sum(1 for o in self.ledger.live("maker") if o.cancel_attempts),
+            "ledger": self.ledger.summary("maker"),
             "counts": dict(self.counts),
         }

@@ -62,7 +62,7 @@ async def set_book(redis: Redis, bid: int = 174_999, ask: int = 175_001, age_ms:
     b = BookTop(market_id=MARKET, seq=1, venue_ts_ms=clock.now_ms() - age_ms, bids=[(bid, 1000)], asks=[(ask, 1000)])
     await Bus(redis, "feed").publish_md(keys.md_book(MARKET), b, latest_key=keys.book_latest(MARKET))
     if await redis.xlen(ACCT_STREAM) == 0:  # the feed always publishes a Position when it subscribes (flat if none)
-        await Bus(redis, "feed").publish(ACCT_STREAM, Position(market_id=MARKET, position=0, ts_ms=clock.now_ms() - 60_000))
+        await Bus(redis, "feed").publish(ACCT_STREAM, Position(market_id=MARKET, position=0, ts_ms=0))
 
 
 async def send(redis: Redis, *intents: OrderIntent) -> None:
@@ -208,7 +208,7 @@ async def test_state_is_rebuilt_from_the_account_stream_after_a_restart(redis: R
                                                    price=99_000, initial_size=50, remaining_size=50 if status == "open" else 0,
                                                    filled_size=0, status=status, ts_ms=1))
     async with running_guard(redis_server) as (svc, _):
-        assert (svc.core.position, list(svc.core.resting)) == (120, [11])
+        assert (svc.core.position, [o.coi for o in svc.core.ledger.open_orders()]) == (120, [11])
         over, fits = place(price=98_000, size=31), place(price=98_000, size=30)
         await send(redis, over)
         await verdicts_for(redis, over)
@@ -220,7 +220,7 @@ async def test_state_is_rebuilt_from_the_account_stream_after_a_restart(redis: R
         await bus.publish(ACCT_STREAM, OrderUpdate(market_id=MARKET, order_index=11, client_order_index=11, is_ask=False,
                                                    price=99_000, initial_size=50, remaining_size=0, filled_size=50,
                                                    status="filled", ts_ms=2))
-        await eventually(lambda: _true(not svc.core.resting))
+        await eventually(lambda: _true(not svc.core.ledger.open_orders()))
 
 
 async def _true(v: bool) -> bool:

@@ -36,6 +36,21 @@ def book(mid: int = 140_000, ts_ms: int | None = None) -> BookTop:
                    trace={"feed": time.time_ns()})
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def flat(redis: Redis) -> None:
+    """The feed always publishes a Position when it subscribes (flat if none): the maker quotes only once
+    it knows it (ts 0, so a test's own Position is newer)."""
+    await xadd(redis, ACCT, Position(market_id=2, position=0, ts_ms=0))
+
+
+@pytest.fixture(autouse=True)
+async def _flat(redis: Redis) -> None:
+    await flat(redis)
+
+
 async def xadd(redis: Redis, stream: str, msg: Msg) -> None:
     await redis.xadd(stream, encode(msg))  # type: ignore[arg-type]
 
@@ -193,8 +208,10 @@ async def test_stop_cancels_quotes_and_dry_run_publishes_nothing(redis: Redis, c
 
     await redis.flushall()
     await redis.set(keys.book_latest(2), book().model_dump_json())
+    await flat(redis)
     dry = MakerService(settings(dry_run=True))
     async with running(dry, redis) as rt:
+        await wait_for(lambda: _true(dry.core.ledger.position_known))
         await xadd(redis, BOOK, book(140_200))
         await asyncio.sleep(0.3)
         assert dry.health(time.time())[0] and dry.core.targets

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from services.guard.core import (
-    FORGET_AFTER_MS,
     Approve,
     Duplicate,
     GuardCore,
@@ -20,7 +19,7 @@ from services.guard.core import (
     Veto,
 )
 from shared.config import Settings
-from shared.schemas import BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position
+from shared.schemas import Reconcile, BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position
 
 SPEC = Settings().market_spec  # SOL, market 2, 3/3 decimals
 NOW = 1_700_000_000_000
@@ -258,9 +257,9 @@ def test_in_flight_place_becomes_resting_without_double_counting() -> None:
     approved(c, it)
     assert c.open_lots(False) == 150
     c.handle(update(it.client_order_index, 99_000, 150, is_ask=False), NOW)
-    assert c.open_lots(False) == 150 and not c.in_flight and len(c.resting) == 1
+    assert c.open_lots(False) == 150 and [o.state.value for o in c.ledger.live()] == ["open"]
     c.handle(update(it.client_order_index, 99_000, 150, is_ask=False, status="filled", remaining=0), NOW)
-    assert c.open_lots(False) == 0 and not c.resting
+    assert c.open_lots(False) == 0 and list(c.ledger.live()) == []
 
 
 @pytest.mark.parametrize("kind", ["reject", "stale", "killed"])
@@ -284,22 +283,29 @@ def test_own_veto_ack_and_cancel_reject_do_not_resolve() -> None:
     assert c.open_lots(False) == 150
 
 
-def test_unresolved_place_counted_until_the_venue_would_have_expired_it() -> None:
+def test_unresolved_place_counted_until_a_reconcile_shows_it_gone() -> None:
+    """No news is not "gone": an approved place whose outcome is unknown counts until the venue's word."""
     c = make_core(bid=100_000, ask=100_002)
-    approved(c, place(99_000, 150, ttl_ms=5_000))
-    c.on_timer(NOW + FORGET_AFTER_MS)
-    assert c.open_lots(False) == 150  # no news is not "gone": its outcome may be unknown
-    c.on_timer(NOW + FORGET_AFTER_MS + 1)
+    it = place(99_000, 150, ttl_ms=5_000)
+    approved(c, it)
+    c.handle(OrderEvent(kind="unknown", intent_id=it.intent_id, action="place", market_id=2,
+                        client_order_index=it.client_order_index, message="no answer", ts_ms=NOW), NOW)
+    c.on_timer(NOW + 10 * 3_600_000)
+    assert c.open_lots(False) == 150
+    c.handle(Reconcile(reason="periodic", as_of_ms=NOW + 60_000, markets=[2], ts_ms=NOW + 60_000), NOW + 60_000)
     assert c.open_lots(False) == 0
 
 
-def test_resting_order_whose_end_was_missed_is_forgotten_after_expiry() -> None:
+def test_resting_order_whose_end_was_missed_is_closed_by_a_reconcile() -> None:
+    """The issue's phantom order: filled while the feed was down; the reconcile closes it and counts the fill."""
     c = make_core(bid=100_000, ask=100_002)
     c.handle(update(42, 99_000, 150, is_ask=False), NOW)
-    c.on_timer(NOW + FORGET_AFTER_MS)
     assert c.open_lots(False) == 150
-    c.on_timer(NOW + FORGET_AFTER_MS + 1)
-    assert c.open_lots(False) == 0 and c.resting == {}
+    fill = Fill(market_id=2, trade_id=7, order_index=1, client_order_index=42, is_ask=False, is_maker=True,
+                price=99_000, size=150, ts_ms=NOW + 1_000)
+    c.handle(Reconcile(reason="acct gap", as_of_ms=NOW + 30_000, markets=[2], fills=[fill], ts_ms=NOW + 30_000),
+             NOW + 30_000)
+    assert c.open_lots(False) == 0 and list(c.ledger.live()) == [] and c.effective_position == 150
 
 
 def test_places_vetoed_until_the_position_is_known() -> None:
@@ -322,7 +328,7 @@ def test_fill_counts_before_its_position_update_arrives() -> None:
     assert c.effective_position == 190
     assert "worst long" in vetoed(c, place(174_000, 190))
     c.handle(Position(market_id=2, position=190, ts_ms=NOW + 1), NOW + 2)  # now confirmed: not counted twice
-    assert c.effective_position == 190 and c.unconfirmed == []
+    assert c.effective_position == 190 and c.ledger.unconfirmed == []
 
 
 def test_fill_already_in_the_position_is_not_counted_twice() -> None:
@@ -338,7 +344,7 @@ def test_events_of_other_markets_are_ignored() -> None:
     c.handle(position(5_000, market_id=0), NOW)
     c.handle(update(1, 99_000, 150, is_ask=False, market_id=0), NOW)
     c.handle(book(1, 2, market_id=0), NOW)
-    assert (c.position, c.resting, c.mid2) == (0, {}, 200_002)
+    assert (c.position, list(c.ledger.live()), c.mid2) == (0, [], 200_002)
 
 
 def test_fills_are_counted_for_health() -> None:

@@ -11,7 +11,7 @@ from shared.config import HedgerConfig, Settings
 from shared.ids import IdMint
 from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
 from services.hedger.core import FATE_TIMEOUT_MS, HedgerCore, aggressive_price, clip_size, passive_price
-from services.maker.commands import Cancel, Command, Note, Place
+from shared.commands import Cancel, Command, Note, Place
 
 
 pytestmark = pytest.mark.usefixtures("small_clock")  # cores run on a synthetic clock from t = 0
@@ -164,7 +164,7 @@ def test_passive_filled_ends_the_clip_and_respects_min_interval() -> None:
     h, cmds = started(200)
     (p,) = places(cmds)
     h.handle(update(p, "open"), 100)
-    assert h.clip is not None and h.clip.open
+    assert h.clip is not None and h.ledger.get(h.clip.coi).state.value == "open"  # type: ignore[union-attr]
     assert places(h.handle(update(p, "filled"), 500)) == []  # position message not in yet, and min interval
     assert places(h.handle(pos(125), 600)) == []
     assert places(h.on_timer(1_499)) == []

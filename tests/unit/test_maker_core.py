@@ -8,7 +8,7 @@ from typing import Any
 from shared.config import MakerConfig, Settings, TrendConfig, VolatilityConfig
 from shared.ids import IdMint
 from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
-from services.maker.commands import Cancel, Command, Note, Place, Reject, to_intent
+from shared.commands import Cancel, Command, Note, Place, Reject, to_intent
 from services.maker.core import MakerCore
 
 
@@ -22,7 +22,9 @@ CALM = {"volatility": VolatilityConfig(enabled=False), "trend": TrendConfig(enab
 
 def make(**kw: Any) -> MakerCore:
     cfg = MakerConfig.model_validate({**SETTINGS.maker.model_dump(), **kw})
-    return MakerCore(cfg, SPEC, 200)  # guard.max_position_units 0.2 = 200 lots
+    core = MakerCore(cfg, SPEC, 200)  # guard.max_position_units 0.2 = 200 lots
+    core.handle(Position(market_id=2, position=0, ts_ms=0), 0)  # nothing is quoted before the position is known
+    return core
 
 
 def book(mid: int, ts: int, half: int = 10, trace: dict[str, int] | None = None, market: int = 2) -> BookTop:
@@ -38,9 +40,10 @@ def cancels(cmds: list[Command]) -> list[Cancel]:
     return [c for c in cmds if isinstance(c, Cancel)]
 
 
-def update(coi: int, status: str, size: int = 76, remaining: int | None = None, is_ask: bool = False) -> OrderUpdate:
+def update(coi: int, status: str, size: int = 76, remaining: int | None = None, is_ask: bool = False,
+           price: int = 1) -> OrderUpdate:
     rem = (0 if status == "filled" else size) if remaining is None else remaining
-    return OrderUpdate(market_id=2, order_index=coi + 7, client_order_index=coi, is_ask=is_ask, price=1, initial_size=size,
+    return OrderUpdate(market_id=2, order_index=coi + 7, client_order_index=coi, is_ask=is_ask, price=price, initial_size=size,
                        remaining_size=rem, filled_size=size - rem, status=status, ts_ms=0)
 
 
@@ -230,14 +233,19 @@ def test_fill_removes_the_quote_and_refill_waits_for_the_interval() -> None:
     c = make(**CALM)
     bid, ask = places(c.handle(book(140_000, 0), 0))
     c.handle(update(bid.coi, "open"), 50)
-    assert c.quotes[False].open
+    assert c.snapshot()["quotes"][0]["open"]
+    # the venue's frame order: the order update (46 left) first, then the fill of 30 - counted once
+    c.handle(update(bid.coi, "open", remaining=46), 90)
     assert c.handle(Fill(market_id=2, trade_id=1, order_index=1, client_order_index=bid.coi, is_ask=False,
-                         is_maker=True, price=bid.price, size=30, ts_ms=0), 100) == []
-    assert c.quotes[False].remaining == 46
+                         is_maker=True, price=bid.price, size=30, ts_ms=1), 100) == []
+    assert c.ledger.get(bid.coi).remaining == 46  # type: ignore[union-attr]
+    assert c.position == 30
     assert c.handle(update(bid.coi, "filled"), 200) == []
     assert False not in c.quotes
     cmds = c.on_timer(1_000)
-    assert [(p.is_ask, p.price) for p in places(cmds)] == [(False, 139_860)] and not cancels(cmds)
+    refill = places(cmds)
+    assert [p.is_ask for p in refill] == [False] and not cancels(cmds)
+    assert refill[0].price < 139_860  # long 30 lots now: skewed down
 
 
 def test_canceled_post_only_update_and_veto_event_make_the_quote_gone() -> None:
@@ -268,13 +276,14 @@ def test_cancel_confirmation_retry_and_give_up() -> None:
     c.handle(update(ask.coi, "canceled", is_ask=True), 1_100)
     c.handle(OrderEvent(kind="reject", intent_id=old_bid_cancel.intent_id, source="maker", action="cancel",
                         client_order_index=bid.coi, code=21715, ts_ms=0), 1_100)
-    assert c.canceling == {}
+    assert c.snapshot()["canceling"] == 0
     # an unconfirmed cancel is sent again every quote_ttl_ms, three attempts in all
     new_bid = c.quotes[False]
     cmds = c.handle(book(140_300, 2_100), 2_100)
     assert cancels(cmds)[0].coi == new_bid.coi
-    c.handle(update(c.quotes[False].coi, "open"), 2_150)
-    c.handle(update(c.quotes[True].coi, "open", is_ask=True), 2_150)
+    nb, na = places(cmds)
+    c.handle(update(nb.coi, "open", price=nb.price), 2_150)
+    c.handle(update(na.coi, "open", is_ask=True, price=na.price), 2_150)
     assert [x.coi for x in cancels(c.on_timer(7_099))] == []
     new_ask = cancels(cmds)[1]
     retry = cancels(c.on_timer(7_100))
@@ -284,13 +293,13 @@ def test_cancel_confirmation_retry_and_give_up() -> None:
     assert [x.coi for x in cancels(c.on_timer(12_100))] == [new_bid.coi]
     cmds = c.on_timer(17_100)
     assert not cancels(cmds) and any(isinstance(x, Note) and x.level == "warning" for x in cmds)
-    assert c.canceling == {}
+    assert not cancels(c.on_timer(30_000)) and not any(isinstance(x, Note) for x in c.on_timer(30_001))
 
 
 def test_place_without_news_is_cancelled_after_twice_the_ttl() -> None:
     c = make(**CALM, max_book_age_s=100)
     bid, ask = places(c.handle(book(140_000, 0), 0))
-    c.handle(update(ask.coi, "open", is_ask=True), 10)
+    c.handle(update(ask.coi, "open", is_ask=True, price=ask.price), 10)
     assert c.on_timer(10_000) == []
     cmds = c.on_timer(10_001)
     assert [(x.coi, x.reason) for x in cancels(cmds)] == [(bid.coi, "no news of the order")]

@@ -8,7 +8,7 @@ import pytest
 
 from shared.config import MakerConfig, Settings
 from shared.markets import MarketSpec
-from services.maker.pricing import (clamp_size, config_size_lots, min_lots_at, min_notional_micro, moved_bps,
+from shared.pricing import (clamp_size, config_size_lots, min_lots_at, min_notional_micro, moved_bps,
                                     quote_prices, skew_ticks)
 
 SPEC = Settings().market_spec  # SOL: price 3 dp, size 3 dp, min base 0.050, min quote 10
