@@ -4,7 +4,16 @@ It checks the configured decimals against the venue's REST ``orderBooks`` (wrong
 scale every number by a power of ten, so a mismatch keeps the feed silent and unhealthy), then runs
 two tasks around ``FeedCore``: the WebSocket reader (own client, reconnect with capped exponential
 backoff, every connection a full resync) and a timer (keepalive, protocol timeouts, auth-token
-polling, gauges). Commands from the core are carried out here and nowhere else.
+polling, gauges, health state). Commands from the core are carried out here and nowhere else.
+
+Health tells the truth: ``state`` is ``ok``, ``starting`` (never up yet, less than ``START_GRACE_S``
+since start, nothing known to be wrong) or ``degraded`` with a ``reason`` (book stale, venue WebSocket
+down, account channels down, no valid auth token, ...); anything but ``ok`` answers 503 on ``/health``
+and ``/ready``. A venue refusal, a token that is there but unusable, or wrong decimals are degraded at
+once, even at start. Each transition into ``degraded`` counts once in
+``mm_degraded_total{service="feed",reason}`` (reason: the code of the problem seen at that moment:
+``decimals_mismatch``, ``decimals_unverified``, ``redis_down``, ``ws_down``, ``book_stale``,
+``no_auth_token``, ``auth_error``, ``account_down``).
 """
 from __future__ import annotations
 
@@ -23,12 +32,13 @@ from prometheus_client import Counter, Gauge
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from services.feed.core import (GAP, Closed, Command, FeedCore, FrameIn, Malformed, Notice, Opened, PublishAccount,
-                                PublishBook, PublishTrade, Reconnect, RefreshToken, Resync, Seen, Send, Skipped,
-                                TokenSeen, VenueError)
+from services.feed.core import (GAP, AccountDown, Closed, Command, FeedCore, FrameIn, Malformed, Notice, Opened,
+                                PublishAccount, PublishBook, PublishTrade, Reconnect, RefreshToken, Resync, Seen, Send,
+                                Skipped, Timing, TokenSeen, VenueError)
 from services.feed.decimals import check_decimals
 from shared import clock, keys, logs
 from shared.config import REPO_ROOT, Settings
+from shared.metrics import metric
 from shared.runtime import REDIS_ERRORS, Runtime
 
 log = logging.getLogger("feed")
@@ -41,8 +51,12 @@ RESYNCS = Counter("mm_book_resyncs_total", "Order book resubscriptions, by reaso
 BOOK_AGE = Gauge("mm_book_age_seconds", "Seconds since the last applied order book frame", ["market"])
 VENUE_ERRORS = Counter("mm_feed_venue_errors_total", "Error frames received from the venue", ["code"])
 SKIPPED = Counter("mm_feed_skipped_total", "Well-formed venue input deliberately not published")
+ACCOUNT_GAPS = Counter("mm_feed_account_gaps_total", "AccountGap messages published (account channels back up)")
+DEGRADED = metric(Counter, "mm_degraded_total", "Transitions of a service into the degraded state, by reason",
+                  ["service", "reason"])
 
 BOOK_MAX_AGE_S = 5.0      # healthy only while the last book frame is younger than this
+START_GRACE_S = 30.0      # soft problems read "starting" this long after start, until first up
 TOKEN_FILE = REPO_ROOT / ".env.ws_token"
 WS_MAX_FRAME = 16 * 2**20  # full snapshots are ~100 KB on mainnet; leave ample headroom
 
@@ -57,7 +71,10 @@ class FeedService:
         self.settings = settings
         self.spec = settings.market_spec
         self.account = settings.env.account_index
-        self.core = FeedCore([self.spec], settings.feed.book_depth, self.account)
+        lo_ms = int(settings.feed.reconnect_min_s * 1000)
+        hi_ms = int(settings.feed.reconnect_max_s * 1000)
+        self.core = FeedCore([self.spec], settings.feed.book_depth, self.account,
+                             Timing(private_retry_ms=max(lo_ms, 1), private_retry_max_ms=max(hi_ms, lo_ms, 1)))
         self.ws_url = settings.env.ws_url
         self.token_file = TOKEN_FILE if token_file is None else token_file
         self.token_poll_s, self.tick_s = token_poll_s, tick_s
@@ -68,6 +85,12 @@ class FeedService:
         self._frames = 0
         self._conn_books = 0
         self._refresh = asyncio.Event()
+        self._rt: Runtime | None = None
+        self._redis_token: tuple[str, str] | None = None  # last token read from Redis (kept through an outage)
+        self.state = "starting"  # -> "ok" | "degraded"
+        self.reason = ""
+        self._been_ok = False
+        self._run_since: float | None = None
 
     # --- Service protocol ------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -76,6 +99,8 @@ class FeedService:
                  f", account {self.account}" if self.account is not None else ", no account")
 
     async def run(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._run_since = time.time()
         if not await self._verify_decimals(rt):
             await rt.stopping.wait()
             return
@@ -101,9 +126,9 @@ class FeedService:
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         m = self.spec.market_id
         book_age = self._age(now, self.core.last_book_ms.get(m, 0))
-        ok = (self.decimals == "ok" and self.core.connected and self.core.books[m].valid
-              and book_age is not None and book_age < BOOK_MAX_AGE_S)
+        state, reason = self._observe(now)
         detail: dict[str, Any] = {
+            "state": state,
             "connected": self.core.connected,
             "decimals": self.decimals,
             "book_age_s": book_age,
@@ -114,15 +139,66 @@ class FeedService:
             "bad_frames": self.core.bad_frames,
             "seq": self.core.books[m].nonce,
         }
+        if reason:
+            detail["reason"] = reason
         if self.decimals_problem:
             detail["decimals_problem"] = self.decimals_problem
         if self.account is not None:
-            detail["account"] = {"index": self.account, "token_source": self.core.token_source,
-                                 "channels": {ch: st.value for ch, st in self.core.private.items()}}
-        return ok, detail
+            c = self.core
+            detail["account"] = {
+                "index": self.account, "token_source": c.token_source,
+                "token_valid_s": max(0, (c.token_deadline_ms - int(now * 1000)) // 1000) if c.token else None,
+                "channels": {ch: st.value for ch, st in c.private.items()},
+                "attempts": c.attempts, "account_gaps": c.account_gaps,
+            }
+        return state == "ok", detail
 
     def ready(self) -> bool:
-        return self.decimals == "ok" and self.core.connected
+        return self._observe(time.time())[0] == "ok"
+
+    def _problem(self, now: float) -> tuple[str, str, bool] | None:
+        """``(code, reason, hard)`` of the first thing that keeps the feed from doing its job, or None.
+
+        ``hard`` problems make the state ``degraded`` even before the feed was ever up (they will not go
+        away by waiting); the others read ``starting`` during the start grace, until first up.
+        """
+        m = self.spec.market_id
+        if self.decimals == "mismatch":
+            return "decimals_mismatch", f"market decimals mismatch: {self.decimals_problem}", True
+        if self.decimals != "ok":
+            return "decimals_unverified", "market decimals not confirmed by the venue yet", False
+        if self._rt is not None and not self._rt.redis_ok:
+            return "redis_down", "redis unavailable", False
+        if not self.core.connected:
+            return "ws_down", "venue websocket down", False
+        book_age = self._age(now, self.core.last_book_ms.get(m, 0))
+        if not self.core.books[m].valid or book_age is None or book_age >= BOOK_MAX_AGE_S:
+            return "book_stale", ("book stale" if book_age is None else f"book stale ({book_age:.1f} s old)"), False
+        acct = self.core.account_problem(int(now * 1000))
+        if acct is not None:
+            code, reason = acct
+            return code, reason, code == "auth_error" or (code == "no_auth_token" and self.core.tokens_found > 0)
+        return None
+
+    def _observe(self, now: float) -> tuple[str, str]:
+        """Current state and reason; counts and logs each transition into ``degraded``."""
+        p = self._problem(now)
+        if p is None:
+            state, reason, code = "ok", "", ""
+            self._been_ok = True
+        else:
+            code, reason, hard = p
+            starting = self._run_since is None or now - self._run_since < START_GRACE_S
+            state = "degraded" if (hard or self._been_ok or not starting) else "starting"
+        if state != self.state:
+            if state == "degraded":
+                DEGRADED.labels(self.name, code).inc()
+                log.warning("degraded: %s", reason)
+            elif state == "ok" and self.state == "degraded":
+                log.info("healthy again (was degraded: %s)", self.reason)
+            self.state = state
+        self.reason = reason
+        return state, reason
 
     # --- start-up check --------------------------------------------------------------------------
     async def _verify_decimals(self, rt: Runtime) -> bool:
@@ -226,6 +302,8 @@ class FeedService:
             elif isinstance(c, PublishAccount):
                 assert self.account is not None
                 await self._redis(rt, partial(rt.bus.publish, keys.acct(self.account), c.msg))
+                if c.msg.type == "acct_gap":
+                    ACCOUNT_GAPS.inc()
             elif isinstance(c, Send):
                 await self._send(c)
             elif isinstance(c, Malformed):
@@ -252,6 +330,9 @@ class FeedService:
                 log.debug("skipped: %s", c.reason)
             elif isinstance(c, RefreshToken):
                 self._refresh.set()
+            elif isinstance(c, AccountDown):
+                log.warning("account channels down (%s); attempt %d, re-reading auth tokens, next try in %.1f s",
+                            c.reason, c.attempt, c.retry_in_ms / 1000)
             elif isinstance(c, Reconnect):
                 log.warning("reconnecting: %s", c.reason)
                 await self._close_ws()
@@ -283,30 +364,38 @@ class FeedService:
             last = self.core.last_book_ms.get(self.spec.market_id)
             if last:
                 BOOK_AGE.labels(str(self.spec.market_id)).set(max(0.0, time.time() - last / 1000))
+            self._observe(time.time())
 
     async def _poll_token(self, rt: Runtime) -> None:
-        token, source = await self._read_token(rt)
-        logs.register_secret(token)
-        await self._apply(rt, self.core.handle(TokenSeen(token, source), clock.now_ms()))
+        found = await self._read_tokens(rt)
+        for token, _ in found:
+            logs.register_secret(token)
+        await self._apply(rt, self.core.handle(TokenSeen.of(found), clock.now_ms()))
 
-    async def _read_token(self, rt: Runtime) -> tuple[str | None, str]:
-        """First found: WS_AUTH_TOKEN, the first line of ``.env.ws_token``, the gateway's Redis key."""
+    async def _read_tokens(self, rt: Runtime) -> list[tuple[str, str]]:
+        """Every token found: WS_AUTH_TOKEN, the first line of ``.env.ws_token``, the gateway's Redis key.
+
+        The core reads their deadlines and picks (an expired file never hides a fresh Redis token).
+        """
+        found: list[tuple[str, str]] = []
         env = self.settings.env.ws_auth_token
-        if env is not None and env.get_secret_value():
-            return env.get_secret_value(), "env"
+        if env is not None and env.get_secret_value().strip():
+            found.append((env.get_secret_value().strip(), "env"))
         try:
             lines = self.token_file.read_text().splitlines()
         except OSError:
             lines = []
         if lines and lines[0].strip():
-            return lines[0].strip().removeprefix("WS_AUTH_TOKEN="), "file"
+            found.append((lines[0].strip().removeprefix("WS_AUTH_TOKEN=").strip(), "file"))
         try:
             raw = await rt.redis.get(keys.AUTH_WS_TOKEN)
+            text = (raw.decode() if isinstance(raw, bytes) else str(raw)).strip() if raw else ""
+            self._redis_token = (text, "redis") if text else None
         except REDIS_ERRORS:
-            return self.core.token, self.core.token_source  # keep what we have through an outage
-        if raw:
-            return (raw.decode() if isinstance(raw, bytes) else str(raw)).strip(), "redis"
-        return None, "none"
+            pass  # keep what we had through an outage
+        if self._redis_token is not None:
+            found.append(self._redis_token)
+        return found
 
     @staticmethod
     def _age(now: float, last_ms: int) -> float | None:

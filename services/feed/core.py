@@ -8,6 +8,15 @@ counters to bump. No I/O, no clock, no randomness: ``now`` is always an argument
 Protocol (lighter-api.md section 2): wait for ``{"type":"connected"}``, then subscribe; every
 connection starts from scratch (full resync). A broken ``begin_nonce``/``nonce`` chain resyncs the
 book with unsubscribe + subscribe (subscribe alone gets error 30003 and no snapshot).
+
+Account channels and auth tokens: the shell reports every token it finds (env, file, Redis); the
+core reads their deadlines, never uses one that is expired or expires within ``token_margin_ms``
+and takes the usable one with the latest deadline, preferring tokens the venue has not refused.
+A refusal (20001/20013) re-reads the sources and re-subscribes with capped exponential backoff
+(``private_retry_ms`` .. ``private_retry_max_ms``); a token about to expire is rotated (unsubscribe +
+subscribe with the fresh one). Whenever the three channels are all up again after being down (first
+subscribe, reconnect, auth error, rotation) the core publishes ``AccountGap`` on the account stream:
+events may have been missed, and the gateway answers with a REST reconcile.
 """
 from __future__ import annotations
 
@@ -21,9 +30,10 @@ from typing import Any, Union
 import orjson
 
 from services.feed import normalize as nz
+from services.feed import tokens as tk
 from services.feed.book import OrderBook
 from shared.markets import MarketSpec
-from shared.schemas import BookTop, Msg, Position, Trade
+from shared.schemas import AccountGap, BookTop, Msg, Position, Trade
 
 # reasons a book is resynced (metric label values, so a fixed set)
 GAP = "nonce gap"
@@ -57,10 +67,23 @@ class FrameIn:
 
 @dataclass(frozen=True, slots=True)
 class TokenSeen:
-    """The token the shell currently finds (env, file or Redis); ``None`` when there is none."""
+    """The tokens the shell currently finds: ``token`` from ``source`` plus any ``more`` (token, source)
+    pairs (env, file and Redis are all reported; the core chooses). No token at all: ``TokenSeen(None)``."""
 
     token: str | None = field(repr=False)
     source: str = "none"
+    more: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, found: list[tuple[str, str]]) -> TokenSeen:
+        if not found:
+            return cls(None)
+        (tok, src), *rest = found
+        return cls(tok, src, tuple(rest))
+
+    def found(self) -> list[tuple[str, str]]:
+        first = [(self.token, self.source)] if self.token else []
+        return first + [(t, s) for t, s in self.more if t]
 
 
 Event = Union[Opened, Closed, FrameIn, TokenSeen]
@@ -149,7 +172,16 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class RefreshToken:
-    """The venue refused the token: look the sources up again now."""
+    """Look the token sources up again now (the venue refused one, or none is usable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDown:
+    """The account channels are not up: one warning per attempt, with the next try."""
+
+    reason: str
+    attempt: int
+    retry_in_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +192,7 @@ class Reconnect:
 
 
 Command = Union[Send, PublishBook, PublishTrade, PublishAccount, Seen, Resync, Malformed, VenueError, Notice,
-                Skipped, RefreshToken, Reconnect]
+                Skipped, RefreshToken, AccountDown, Reconnect]
 
 
 # --- state ---------------------------------------------------------------------------------------
@@ -196,7 +228,9 @@ class Timing:
     connected_timeout_ms: int = 10_000   # no "connected" frame after open -> reconnect
     snapshot_timeout_ms: int = 5_000     # no snapshot after (re)subscribing -> unsubscribe + subscribe again
     ping_idle_ms: int = 60_000           # the server closes after 2 min of client silence
-    private_retry_ms: int = 30_000       # retry a refused token this long after the refusal
+    private_retry_ms: int = 30_000       # first retry after a refusal (or without a usable token); doubles ...
+    private_retry_max_ms: int = 60_000   # ... up to this (the shell passes feed.reconnect_min_s/max_s)
+    token_margin_ms: int = tk.MARGIN_MS  # a token closer than this to its deadline is not used (and is rotated)
 
 
 def _text(raw: str | bytes) -> str:
@@ -225,12 +259,21 @@ class FeedCore:
         self._opened_ms = 0
         self._last_sent_ms = 0
         self._awaiting: dict[int, int] = {}  # market -> ms since we wait for its snapshot
-        # auth token
-        self.token: str | None = None
+        # auth tokens and the account channels' health
+        self.token: str | None = None         # the token chosen now (None: none usable)
         self.token_source = "none"
-        self._rejected: str | None = None
-        self._rejected_ms = 0
+        self.token_deadline_ms = 0
+        self._cands: list[tk.Candidate] = []
+        self._refused: dict[str, int] = {}    # token -> when the venue refused it
         self._sub_token: dict[str, str] = {}  # channel -> token its last subscribe carried
+        self._outstanding: deque[tuple[str, str]] = deque()  # private subscribes not answered yet, in send order
+        self._pending_since: dict[str, int] = {}  # channel -> when its subscribe went out
+        self._retry_at = 0                    # next attempt with a refused token / without a usable one
+        self._retry_ms = timing.private_retry_ms
+        self.attempts = 0                     # attempts since the channels were last all up
+        self.private_problem = "not subscribed yet"  # why the channels are down ("" while up)
+        self._gap: str | None = "start" if account_index is not None else None  # AccountGap due when up
+        self.account_gaps = 0
         # observations for health
         self.last_book_ms: dict[int, int] = {}
         self.last_trade_ms = 0
@@ -271,6 +314,9 @@ class FeedCore:
         for m, since in list(self._awaiting.items()):
             if now_ms - since >= self.timing.snapshot_timeout_ms:
                 out += self._resync(m, NO_SNAPSHOT, now_ms)
+        out += self._all_up(now_ms)
+        out += self._unanswered(now_ms)
+        out += self._rotate(now_ms)
         out += self._subscribe_private(now_ms)
         if now_ms - self._last_sent_ms >= self.timing.ping_idle_ms:
             out.append(Send("ping"))
@@ -288,6 +334,11 @@ class FeedCore:
         self._awaiting.clear()
         for b in self.books.values():
             b.reset()
+        if self.private:
+            if any(st is not SubState.IDLE for st in self.private.values()):
+                self.private_problem = "websocket closed"
+            self._gap = self._gap or "reconnect"
+            self._outstanding.clear()
         for ch in self.private:
             self.private[ch] = SubState.IDLE
 
@@ -315,44 +366,200 @@ class FeedCore:
         return [Resync(market_id, reason, expected, begin),
                 Send("unsubscribe", f"order_book/{market_id}"), Send("subscribe", f"order_book/{market_id}")]
 
-    # --- auth token ------------------------------------------------------------------------------
+    # --- auth token and account channels ---------------------------------------------------------
     def _token(self, ev: TokenSeen, now_ms: int) -> list[Command]:
-        changed = ev.token != self.token
-        self.token, self.token_source = ev.token, ev.source if ev.token else "none"
-        out: list[Command] = [Notice(f"auth token {'from ' + self.token_source if ev.token else 'gone'}")] if changed else []
-        return out + self._subscribe_private(now_ms)
+        cands = [tk.parse(t, src) for t, src in ev.found()]
+        changed = [(c.token, c.source) for c in cands] != [(c.token, c.source) for c in self._cands]
+        self._cands = cands
+        live = {c.token for c in cands} | set(self._sub_token.values())
+        self._refused = {t: ms for t, ms in self._refused.items() if t in live}
+        out: list[Command] = []
+        best = self._pick(now_ms)
+        if changed:
+            if best is not None:
+                left_s = ((best.deadline_ms or 0) - now_ms) // 1000
+                out.append(Notice(f"auth token from {best.source}, valid {left_s} s"))
+            else:
+                out.append(Notice(f"no usable auth token ({self._token_summary(now_ms)})"))
+        return out + self._rotate(now_ms) + self._subscribe_private(now_ms)
+
+    def _pick(self, now_ms: int) -> tk.Candidate | None:
+        """Choose the token to use now and remember it (for health and for the next subscribe)."""
+        best = tk.choose(self._cands, now_ms, self.account_index, self._refused, self.timing.token_margin_ms)
+        self.token = best.token if best else None
+        self.token_source = best.source if best else "none"
+        self.token_deadline_ms = (best.deadline_ms or 0) if best else 0
+        return best
+
+    def account_problem(self, now_ms: int) -> tuple[str, str] | None:
+        """``(code, reason)`` while the account channels are not (or will soon not be) usable, else None.
+
+        Codes are a fixed set (metric label values): ``no_auth_token``, ``auth_error``, ``account_down``.
+        """
+        if not self.private:
+            return None
+        best = self._pick(now_ms)
+        if not self.private_active:
+            if best is None:
+                return "no_auth_token", f"no valid auth token ({self._token_summary(now_ms)})"
+            if self._refused and self.private_problem[:1].isdigit():
+                return "auth_error", f"account channels down: {self.private_problem}"
+            return "account_down", f"account channels down: {self.private_problem or 'subscribing'}"
+        in_use = min((tk.deadline_ms(t) or 0 for t in set(self._sub_token.values())), default=0)
+        if in_use - now_ms <= self.timing.token_margin_ms and (best is None or best.deadline_ms == in_use):
+            left = max(0, in_use - now_ms) // 1000
+            return "no_auth_token", f"no valid auth token (the one in use expires in {left} s)"
+        return None
+
+    def _token_summary(self, now_ms: int) -> str:
+        return tk.summary(self._cands, now_ms, self.account_index, self.timing.token_margin_ms)
+
+    def _backoff(self, now_ms: int) -> int:
+        """Schedule the next attempt; returns its delay (doubling up to the cap)."""
+        delay = self._retry_ms
+        self._retry_at = now_ms + delay
+        self._retry_ms = min(max(delay * 2, 1), max(self.timing.private_retry_max_ms, self.timing.private_retry_ms))
+        return delay
 
     def _subscribe_private(self, now_ms: int) -> list[Command]:
-        """Subscribe the idle account channels once there is a token the venue has not just refused.
+        """Subscribe the idle account channels with the best usable token.
 
-        Active channels are left alone when the token rotates: a resubscription would open a window in
-        which fills are lost (the account_all_trades snapshot is always empty).
+        A token the venue refused is tried again only when its backoff is due and nothing better exists;
+        a token not refused yet is tried at once. Active channels are left alone while their token is
+        good: a resubscription opens a window in which fills are lost (see ``_rotate``).
         """
         idle = [ch for ch, st in self.private.items() if st is SubState.IDLE]
-        if not (self.connected and idle and self.token):
+        if not (self.connected and idle):
             return []
-        if self.token == self._rejected and now_ms - self._rejected_ms < self.timing.private_retry_ms:
-            return []
-        out: list[Command] = []
+        best = self._pick(now_ms)
+        if best is None:
+            self.private_problem = "no valid auth token"
+            if now_ms < self._retry_at:
+                return []
+            self.attempts += 1
+            reason = f"no valid auth token ({self._token_summary(now_ms)})"
+            return [RefreshToken(), AccountDown(reason, self.attempts, self._backoff(now_ms))]
+        if best.token in self._refused and now_ms < self._retry_at:
+            return []  # the refusal scheduled the next try
+        self.attempts += 1
+        out: list[Command] = [RefreshToken()] if best.token in self._refused else []
+        out.append(Notice(f"subscribing the account channels (attempt {self.attempts}) with the auth token from "
+                          f"{best.source}, valid {((best.deadline_ms or 0) - now_ms) // 1000} s"))
         for ch in idle:
             self.private[ch] = SubState.PENDING
-            self._sub_token[ch] = self.token
-            out.append(Send("subscribe", ch.replace(":", "/"), auth=self.token))
+            self._sub_token[ch] = best.token
+            self._pending_since[ch] = now_ms
+            self._outstanding.append((ch, best.token))
+            out.append(Send("subscribe", ch.replace(":", "/"), auth=best.token))
         return out
 
-    def _auth_refused(self, message: str, now_ms: int) -> list[Command]:
-        """Blame the token the refused subscription carried (it may have rotated since), then retry
-        at once if the current token is another one."""
-        named = [ch for ch in self.private if re.search(re.escape(ch) + r"(?!\d)", message)]
-        # an unattributed refusal concerns the subscriptions still pending
-        hit = named or [ch for ch, st in self.private.items() if st is SubState.PENDING]
-        self._rejected, self._rejected_ms = (self._sub_token.get(hit[0]) if hit else self.token), now_ms
+    def _answered(self, channel: str | None) -> tuple[str, str] | None:
+        """Take the outstanding subscribe this answer is for: ``channel``'s, or the oldest (the venue
+        answers in order; its auth errors do not name the channel)."""
+        for i, (ch, tok) in enumerate(self._outstanding):
+            if channel is None or ch == channel:
+                del self._outstanding[i]
+                return ch, tok
+        return None
+
+    def _unanswered(self, now_ms: int) -> list[Command]:
+        """Subscribes the venue never answered: subscribe again after the backoff (a subscription that
+        did take answers 30003, which counts as up)."""
+        late = [ch for ch, st in self.private.items() if st is SubState.PENDING
+                and now_ms - self._pending_since.get(ch, now_ms) >= self.timing.snapshot_timeout_ms]
+        if not late:
+            return []
+        self._outstanding = deque((ch, t) for ch, t in self._outstanding if ch not in late)
+        for ch in late:
+            self.private[ch] = SubState.IDLE
+            self._refused.setdefault(self._sub_token[ch], now_ms)  # held back like a refused one
+        self.private_problem = f"no answer to the subscribe in {self.timing.snapshot_timeout_ms // 1000} s"
+        delay = self._backoff(now_ms) if now_ms >= self._retry_at else self._retry_at - now_ms
+        return [AccountDown(self.private_problem, self.attempts, delay)]
+
+    @property
+    def tokens_found(self) -> int:
+        """How many tokens the sources gave, usable or not."""
+        return len(self._cands)
+
+    def _rotate(self, now_ms: int) -> list[Command]:
+        """Active channels whose token is about to expire move to a fresher one (unsubscribe + subscribe)."""
+        if not self.connected:
+            return []
+        margin = self.timing.token_margin_ms
+        stale = [ch for ch, st in self.private.items() if st is SubState.ACTIVE
+                 and (tk.deadline_ms(self._sub_token.get(ch, "")) or 0) - now_ms <= margin]
+        if not stale:
+            return []
+        best = self._pick(now_ms)
+        if best is None or best.token in self._refused:
+            return []  # nothing fresher: keep what flows; health says so (account_problem)
+        out: list[Command] = [Notice(f"auth token in use expires within {margin // 1000} s: "
+                                     f"re-subscribing with the one from {best.source}")]
+        for ch in stale:
+            if self._sub_token.get(ch) == best.token:
+                continue
+            self.private[ch] = SubState.IDLE
+            out.append(Send("unsubscribe", ch.replace(":", "/")))
+        if len(out) > 1:
+            self._gap = self._gap or "token rotation"
+            self.private_problem = "token rotation"
+            return out
+        return []
+
+    def _auth_refused(self, code: int, message: str, now_ms: int) -> list[Command]:
+        """Blame the token the refused subscribe carried (the venue answers in order, so an error that
+        names no channel is for the oldest unanswered subscribe), drop every channel subscribed with
+        it, re-read the sources, then retry at once with another token or after the backoff."""
+        named = next((ch for ch in self.private if re.search(re.escape(ch) + r"(?!\d)", message)), None)
+        got = self._answered(named)
+        blamed = got[1] if got else (self._sub_token.get(named) if named else None)
         out: list[Command] = [RefreshToken()]
+        if blamed is None:
+            return out
+        self._refused[blamed] = now_ms
+        hit = [named] if named else [ch for ch, st in self.private.items()
+                                     if st is SubState.PENDING and self._sub_token.get(ch) == blamed]
+        hit = [ch for ch in hit if self.private[ch] is not SubState.IDLE and self._sub_token.get(ch) == blamed]
+        if not hit:
+            return out  # a later answer to an attempt already handled
+        for c in self._cands:  # health shows this text: never echo a token, whatever the venue says
+            message = message.replace(c.token, "***")
+        self.private_problem = f"{code} {message}"[:160]
+        self._gap = self._gap or "auth error"
         for ch in hit:
             if self.private[ch] is SubState.ACTIVE:
                 out.append(Send("unsubscribe", ch.replace(":", "/")))
             self.private[ch] = SubState.IDLE
+        delay = self._backoff(now_ms) if now_ms >= self._retry_at else self._retry_at - now_ms
+        out.append(AccountDown(self.private_problem, self.attempts, delay))
         return out + self._subscribe_private(now_ms)
+
+    def _channel_up(self, channel: str) -> list[Command]:
+        if self.private[channel] is SubState.ACTIVE:
+            return []
+        self.private[channel] = SubState.ACTIVE
+        self._answered(channel)
+        return [Notice(f"subscribed to {channel}")]
+
+    def _all_up(self, now_ms: int) -> list[Command]:
+        """Once every account channel is confirmed: publish the pending AccountGap, reset the backoff."""
+        if not self.private_active or (self._gap is None and not self.attempts and not self.private_problem):
+            return []
+        out: list[Command] = []
+        if self._gap is not None:
+            out.append(PublishAccount(AccountGap(reason=self._gap, ts_ms=now_ms)))
+            out.append(Notice(f"account channels up after {self._gap} ({self.attempts} attempt(s)); "
+                              "account gap published"))
+            self.account_gaps += 1
+            self._gap = None
+        for t in set(self._sub_token.values()):
+            self._refused.pop(t, None)  # it works
+        self.private_problem = ""
+        self.attempts = 0
+        self._retry_at = 0
+        self._retry_ms = self.timing.private_retry_ms
+        return out
 
     # --- frames ----------------------------------------------------------------------------------
     def _frame(self, raw: str | bytes, now_ms: int, now_ns: int) -> list[Command]:
@@ -393,10 +600,10 @@ class FeedCore:
                 return out + self._public_trades(data, channel)
             if channel in self.private:
                 self.last_account_ms = now_ms
-                if snapshot and self.private[channel] is not SubState.ACTIVE:
-                    self.private[channel] = SubState.ACTIVE
-                    out.append(Notice(f"subscribed to {channel}"))
-                return out + self._account(kind, data, snapshot, channel, now_ms)
+                if snapshot:
+                    out += self._channel_up(channel)
+                out += self._account(kind, data, snapshot, channel, now_ms)
+                return out + self._all_up(now_ms)
         except nz.Malformed as e:
             return self._bad(channel, str(e), raw, out)
         return out + [Skipped(f"unsubscribed channel {channel[:40]}")]
@@ -412,12 +619,13 @@ class FeedCore:
             return self._bad("-", "error frame without an integer code", raw, [])
         message = message if isinstance(message, str) else ""
         out: list[Command] = [VenueError(code, message)]
-        if code in AUTH_ERROR_CODES and self.private:
-            out += self._auth_refused(message, now_ms)
+        if (code in AUTH_ERROR_CODES or message.lower().startswith("invalid auth")) and self.private:
+            out += self._auth_refused(code, message, now_ms)
         elif code == ALREADY_SUBSCRIBED:
             for ch in self.private:
                 if re.search(re.escape(ch) + r"(?!\d)", message) and self.private[ch] is SubState.PENDING:
-                    self.private[ch] = SubState.ACTIVE
+                    out += self._channel_up(ch)
+            out += self._all_up(now_ms)
         return out
 
     def _book(self, data: dict[str, Any], snapshot: bool, market_id: int, raw: str | bytes, now_ms: int,

@@ -30,11 +30,13 @@ from services.feed.app import FeedService
 from shared import keys
 from shared.config import FeedConfig, Secrets, Settings
 from shared.runtime import Runtime
-from shared.schemas import BookTop, Fill, Msg, OrderUpdate, Position, decode
+from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderUpdate, Position, decode
 from tests.conftest import REPO, free_port, wait_port
 
 ACCT = 281474976710654
-GOOD_TOKEN = "1795480949:281474976710654:3:" + "8d" * 80
+NOW_S = int(time.time())
+GOOD_TOKEN = f"{NOW_S + 7200}:281474976710654:3:" + "8d" * 80     # the venue accepts it
+REFUSED_TOKEN = f"{NOW_S + 3600}:281474976710654:3:" + "5e" * 80  # well-formed and fresh, but the venue says 20013
 EXPIRED_TOKEN = "1700000000:281474976710654:3:" + "17" * 80
 SNAP = 18032383898
 T0 = 1_763_950_000_000
@@ -267,6 +269,10 @@ async def test_ping_malformed_frame_and_reconnect(make_feed: Callable[..., Await
     assert len(await stream(redis, keys.md_trade(2))) == 1
 
 
+def _subscribed_with(v: FakeLighter, token: str) -> int:
+    return sum(1 for d in v.sent_by_client() if d.get("type") == "subscribe" and d.get("auth") == token)
+
+
 async def test_account_events_with_token_from_redis(make_feed: Callable[..., Awaitable[Harness]], redis: Redis,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -275,17 +281,26 @@ async def test_account_events_with_token_from_redis(make_feed: Callable[..., Awa
     h = await make_feed(account=ACCT)
     v = h.venue
     await until(lambda: _len_is(redis, keys.md_book(2), 1), what="snapshot")
-    # the venue refuses the expired token; market data keeps flowing
-    await until(lambda: sum(1 for d in v.sent_by_client() if d.get("auth") == EXPIRED_TOKEN) == 3, what="first try")
-    await until(lambda: metric("mm_feed_venue_errors_total", code="20013") >= refusals + 3, what="refusals")
+    # an expired token is never sent: the feed says why instead, and keeps publishing market data
+    await until(lambda: "no valid auth token (redis: expired" in h.service.health(time.time())[1].get("reason", ""),
+                what="degraded: no valid auth token")
+    ok, detail = h.service.health(time.time())
+    assert not ok and detail["state"] == "degraded" and not h.service.ready()
+    assert _subscribed_with(v, EXPIRED_TOKEN) == 0
+    # a fresh token the venue refuses: re-read and re-subscribed with backoff, each attempt logged
+    await redis.set(keys.AUTH_WS_TOKEN, REFUSED_TOKEN, px=60_000)
+    await until(lambda: _subscribed_with(v, REFUSED_TOKEN) >= 9, timeout=10, what="three attempts")
+    await until(lambda: metric("mm_feed_venue_errors_total", code="20013") >= refusals + 9, what="refusals")
+    assert "account channels down: 20013 invalid auth" in h.service.health(time.time())[1]["reason"]
+    assert "attempt 3, re-reading auth tokens" in caplog.text
     # the gateway refreshes the token: the feed picks it up and subscribes with it
     await redis.set(keys.AUTH_WS_TOKEN, GOOD_TOKEN, px=60_000)
     await until(lambda: h.service.core.private_active, what="account channels active")
     good = [d for d in v.sent_by_client() if d.get("auth") == GOOD_TOKEN]
     assert sorted(d["channel"] for d in good) == sorted(f"{k}/{ACCT}" for k in
                                                         ("account_all_orders", "account_all_trades", "account_all_positions"))
-    # positions snapshot without SOL = flat
-    await until(lambda: _len_is(redis, keys.acct(ACCT), 1), what="flat position")
+    # positions snapshot without SOL = flat, then the gap (first subscribe) for the gateway to reconcile
+    await until(lambda: _len_is(redis, keys.acct(ACCT), 2), what="flat position and account gap")
 
     order = {"order_index": 281475565888172, "client_order_index": 7213160468725761, "market_index": 2,
              "owner_account_index": ACCT, "initial_base_amount": "0.064", "price": "140.125",
@@ -297,18 +312,23 @@ async def test_account_events_with_token_from_redis(make_feed: Callable[..., Awa
     pos = {"market_id": 2, "symbol": "SOL", "sign": -1, "position": "0.050", "avg_entry_price": "140.125"}
     await v.send({"channel": f"account_all_positions:{ACCT}", "type": "update/account_all_positions",
                   "positions": {"2": pos}})
-    await until(lambda: _len_is(redis, keys.acct(ACCT), 4), what="account events")
+    await until(lambda: _len_is(redis, keys.acct(ACCT), 5), what="account events")
     msgs = await stream(redis, keys.acct(ACCT))
     assert msgs[0] == Position(market_id=2, position=0, ts_ms=msgs[0].ts_ms)  # type: ignore[attr-defined]
-    assert isinstance(msgs[1], OrderUpdate) and (msgs[1].filled_size, msgs[1].remaining_size) == (50, 14)
-    assert isinstance(msgs[2], Fill) and (msgs[2].is_ask, msgs[2].is_maker, msgs[2].fee) == (True, True, 197)
-    assert isinstance(msgs[3], Position) and msgs[3].position == -50
+    assert isinstance(msgs[1], AccountGap) and msgs[1].reason == "start"
+    assert isinstance(msgs[2], OrderUpdate) and (msgs[2].filled_size, msgs[2].remaining_size) == (50, 14)
+    assert isinstance(msgs[3], Fill) and (msgs[3].is_ask, msgs[3].is_maker, msgs[3].fee) == (True, True, 197)
+    assert isinstance(msgs[4], Position) and msgs[4].position == -50
 
+    await v.update(bids=[("140.121", "1.000")], asks=[])  # a fresh book frame (the fake venue only sends on demand)
+    await until(lambda: h.service.health(time.time())[0], what="healthy")
     ok, detail = h.service.health(time.time())
-    assert ok and detail["account"]["token_source"] == "redis" and detail["account_age_s"] is not None
-    # the token is nowhere but in the subscribe frames
-    assert GOOD_TOKEN not in repr(detail) and EXPIRED_TOKEN not in repr(detail)
-    assert GOOD_TOKEN not in caplog.text and EXPIRED_TOKEN not in caplog.text
+    assert detail["state"] == "ok" and "reason" not in detail and h.service.ready()
+    assert detail["account"]["token_source"] == "redis" and detail["account_age_s"] is not None
+    assert 7000 < detail["account"]["token_valid_s"] <= 7200
+    # the tokens are nowhere but in the subscribe frames
+    for t in (GOOD_TOKEN, REFUSED_TOKEN, EXPIRED_TOKEN):
+        assert t not in repr(detail) and t not in caplog.text
     for key in (keys.md_book(2), keys.md_trade(2), keys.acct(ACCT), keys.dead_letter("feed")):
         for _, fields in await redis.xrange(key):
             assert GOOD_TOKEN.encode() not in b"".join(fields.values())
@@ -316,6 +336,7 @@ async def test_account_events_with_token_from_redis(make_feed: Callable[..., Awa
 
 async def test_token_file_wins_over_redis(make_feed: Callable[..., Awaitable[Harness]], redis: Redis,
                                           tmp_path: Path) -> None:
+    """A valid file token with the later deadline is used; an expired one never hides the Redis token."""
     await redis.set(keys.AUTH_WS_TOKEN, EXPIRED_TOKEN, px=60_000)
     token_file = tmp_path / ".env.ws_token"
     token_file.write_text(f"WS_AUTH_TOKEN={GOOD_TOKEN}\n# written by scripts/refresh_ws_token.py\n")  # the script's format
@@ -323,6 +344,17 @@ async def test_token_file_wins_over_redis(make_feed: Callable[..., Awaitable[Har
     await until(lambda: h.service.core.private_active, what="account channels active")
     assert {d.get("auth") for d in h.venue.sent_by_client() if d["type"] == "subscribe"} == {None, GOOD_TOKEN}
     assert h.service.health(time.time())[1]["account"]["token_source"] == "file"
+
+
+async def test_expired_token_file_falls_back_to_redis(make_feed: Callable[..., Awaitable[Harness]], redis: Redis,
+                                                      tmp_path: Path) -> None:
+    await redis.set(keys.AUTH_WS_TOKEN, GOOD_TOKEN, px=60_000)
+    token_file = tmp_path / ".env.ws_token"
+    token_file.write_text(f"WS_AUTH_TOKEN={EXPIRED_TOKEN}\n")
+    h = await make_feed(account=ACCT, token_file=token_file)
+    await until(lambda: h.service.core.private_active, what="account channels active")
+    assert {d.get("auth") for d in h.venue.sent_by_client() if d["type"] == "subscribe"} == {None, GOOD_TOKEN}
+    assert h.service.health(time.time())[1]["account"]["token_source"] == "redis"
 
 
 async def test_decimals_mismatch_keeps_the_feed_silent(make_feed: Callable[..., Awaitable[Harness]],
@@ -390,7 +422,7 @@ async def test_account_event_survives_a_redis_outage(tmp_path: Path) -> None:
     task = asyncio.create_task(service.run(rt))
     try:
         await until(lambda: service.core.private_active, what="account channels active")
-        await until(lambda: _len_is(check, keys.acct(ACCT), 1), what="flat position written")
+        await until(lambda: _len_is(check, keys.acct(ACCT), 2), what="flat position and account gap written")
         proc.terminate()
         proc.wait(timeout=10)
         order = {"order_index": 5, "client_order_index": 77, "market_index": 2, "initial_base_amount": "0.064",

@@ -10,7 +10,7 @@ from services.feed.core import (BAD_FRAME, GAP, NO_SNAPSHOT, Closed, Command, Fe
                                 Opened, PublishAccount, PublishBook, PublishTrade, Reconnect, RefreshToken, Resync, Seen,
                                 Send, Skipped, SubState, Timing, TokenSeen, VenueError)
 from shared.markets import MarketSpec
-from shared.schemas import BookTop, Fill, OrderUpdate, Position
+from shared.schemas import AccountGap, BookTop, Fill, OrderUpdate, Position
 
 SOL = MarketSpec(market_id=2, symbol="SOL", price_decimals=3, size_decimals=3, min_base=50, min_quote_micro=10_000_000)
 ACCT = 281474976710654
@@ -287,7 +287,9 @@ def test_account_snapshots_and_deltas() -> None:
 
     out = core.handle(frame({"channel": ch_pos, "positions": {}, "shares": [], "type": "subscribed/account_all_positions",
                              "timestamp": T0 + 20}), T0 + 21)
-    assert [c.msg for c in of(out, PublishAccount)] == [Position(market_id=2, position=0, ts_ms=T0 + 20)]
+    # the last of the three snapshots: the channels are up for the first time, so an AccountGap follows
+    assert [c.msg for c in of(out, PublishAccount)] == [Position(market_id=2, position=0, ts_ms=T0 + 20),
+                                                        AccountGap(reason="start", ts_ms=T0 + 21)]
     pos = {"market_id": 2, "symbol": "SOL", "sign": 1, "position": "0.064", "avg_entry_price": "140.125"}
     out = core.handle(frame({"channel": ch_pos, "positions": {"2": pos}, "type": "update/account_all_positions"}), T0 + 22)
     assert [c.msg for c in of(out, PublishAccount)] == [Position(market_id=2, position=64, avg_entry_price=140_125,
@@ -331,6 +333,8 @@ def test_refused_token_is_retried_after_the_retry_interval() -> None:
                                                            f"account_all_orders:{ACCT}"}}), T0 + 1)
     assert core.private[f"account_all_orders:{ACCT}"] is SubState.IDLE
     assert core.private[f"account_all_trades:{ACCT}"] is SubState.PENDING  # refusal named one channel
+    for k in ("account_all_trades", "account_all_positions"):  # the venue answers the other two
+        core.handle(frame({"channel": f"{k}:{ACCT}", "trades": {}, "positions": {}, "type": f"subscribed/{k}"}), T0 + 2)
     assert of(core.on_timer(T0 + 30_000), Send) == []
     assert [s.channel for s in of(core.on_timer(T0 + 30_001), Send)] == [PRIVATE[0]]
 
