@@ -116,7 +116,20 @@ class FeedConfig(Section):
 
 class GatewayConfig(Section):
     chain_id: int = 304
-    order_expiry_s: int = Field(3600, ge=300, le=30 * 86400)  # GTT expiry on our quotes: a venue-side dead-man's switch
+    order_expiry_s: int = Field(300, ge=300, le=30 * 86400)   # GTT expiry on our quotes (Lighter's minimum, 5 min)
+    cancel_on_start: bool = False     # blanket cancel-all at start instead of reconciling with the venue
+    reconcile_s: Decimal = Field(Decimal("30"), gt=0, le=3600)   # periodic REST reconcile
+    dead_man_s: int = Field(310, ge=0, le=15 * 86400)   # scheduled cancel-all kept this far ahead (0 = off; >= 300)
+    dead_man_rearm_s: int = Field(60, ge=5, le=3600)
+    heartbeat_timeout_s: Decimal = Field(Decimal("3"), gt=0, le=600)   # maker/feed heartbeat older: cancel quotes
+    unknown_wait_s: Decimal = Field(Decimal("10"), gt=0, le=600)   # nonce in doubt this long: a cancel-all takes it
+    lease_ttl_s: Decimal = Field(Decimal("3"), ge=1, le=60)   # singleton lease; a dead gateway's expires this fast
+
+    @model_validator(mode="after")
+    def _dead_man_window(self) -> "GatewayConfig":
+        if 0 < self.dead_man_s < 305:
+            raise ValueError("dead_man_s must be 0 (off) or >= 305: Lighter refuses a scheduled cancel-all under 5 min ahead")
+        return self
 
 
 class PortsConfig(Section):
@@ -146,6 +159,7 @@ class Secrets(BaseModel):
     account_index: int | None = None
     api_key_index: int | None = None
     api_private_key: SecretStr | None = None
+    extra_api_keys: SecretStr | None = None    # nonce lanes: "index:key,index:key"
     ws_auth_token: SecretStr | None = None
     api_bearer: SecretStr | None = None
 
@@ -247,7 +261,7 @@ def secrets_from_env(env: dict[str, str]) -> dict[str, Any]:
         "api_key_index": _env_int(env, "LIGHTER_API_KEY_INDEX"),
     }
     for key, name in (("api_private_key", "LIGHTER_API_PRIVATE_KEY"), ("ws_auth_token", "WS_AUTH_TOKEN"),
-                      ("api_bearer", "LIGHTER_API_BEARER")):
+                      ("api_bearer", "LIGHTER_API_BEARER"), ("extra_api_keys", "LIGHTER_EXTRA_API_KEYS")):
         if env.get(name):
             out[key] = env[name]
     return out

@@ -47,8 +47,16 @@ def heartbeat(service: str) -> str:
 
 
 def gateway_journal(intent_id: str) -> str:
-    """Gateway's write-ahead record of one intent (reserved for the exactly-once issue)."""
+    """The gateway's write-ahead record of one intent (hash: state, coi, action, lane, nonce, tx_hash,
+    expired_at, outcome, code, message), written before any network call and read on intake, so a
+    redelivered or replayed intent is never signed twice. Expires after ``JOURNAL_TTL_S``."""
     return f"gw:intent:{intent_id}"
+
+
+JOURNAL_TTL_S = 24 * 3600
+GATEWAY_LEASE = "gw:lease"    # string "<instance>:<epoch>" with a PX expiry: only its holder sends
+GATEWAY_EPOCH = "gw:epoch"    # counter: every lease acquisition takes the next epoch (fencing token)
+RECONCILE_REQUEST = "gw:reconcile_request"  # any service SETs it (value = why): the gateway reconciles soon
 
 
 AUTH_WS_TOKEN = "auth:ws_token"  # short-lived read token the gateway (sole signer holder) mints for feed; PX-expiring key, never in a stream or log

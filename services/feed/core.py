@@ -29,7 +29,7 @@ from typing import Any, Union
 
 import orjson
 
-from services.feed import normalize as nz
+from shared import lighter_wire as nz
 from services.feed import tokens as tk
 from services.feed.book import OrderBook
 from shared.markets import MarketSpec

@@ -13,7 +13,7 @@ from typing import Literal
 
 import orjson
 
-Outcome = Literal["ok", "rejected", "ambiguous"]
+Outcome = Literal["ok", "rejected", "ambiguous", "not_sent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,11 @@ def _parse(body: bytes) -> tuple[int, str, str] | None:
     msg = doc.get("message")
     tx_hash = doc.get("tx_hash")
     return doc["code"], msg if isinstance(msg, str) else "", tx_hash if isinstance(tx_hash, str) else ""
+
+
+def not_sent(error: str) -> SendResult:
+    """No connection could be made: nothing reached the venue, the nonce is still ours."""
+    return SendResult("not_sent", message=error)
 
 
 def no_answer(error: str) -> SendResult:

@@ -86,7 +86,7 @@ async def test_missing_key_keeps_the_gateway_up_unhealthy_and_silent(
                                                   is_ask=False, is_maker=True, price=1, size=1, ts_ms=now_ms()))  # wrong type
     await bus.publish(keys.ORDERS_APPROVED, it)
     ev = await wait_for(redis, lambda e: e.intent_id == it.intent_id)
-    assert ev.kind == "error" and ev.message == "gateway cannot sign: missing LIGHTER_API_PRIVATE_KEY"
+    assert ev.kind == "not_sent" and ev.message == "gateway cannot sign: missing LIGHTER_API_PRIVATE_KEY"
     dlq = await redis.xrange(keys.dead_letter("gateway"))
     assert len(dlq) == 2 and b"expected an intent" in dlq[1][1][b"error"]
     pending = await redis.xpending(keys.ORDERS_APPROVED, keys.GROUP_GATEWAY)

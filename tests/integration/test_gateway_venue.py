@@ -30,7 +30,7 @@ from shared.bus import Bus
 from shared.clock import now_ms
 from shared.config import Secrets, Settings
 from shared.ids import IdMint
-from shared.schemas import OrderEvent, OrderIntent, OrderUpdate, decode
+from shared.schemas import OrderEvent, OrderIntent, OrderUpdate, Reconcile, decode
 from tests.conftest import REPO, free_port, wait_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,7 +177,7 @@ class VenueView:
             orders = await self.active()
             if pred(orders) or time.monotonic() > deadline:
                 return orders
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)   # the venue rate-limits reads like Lighter
 
     async def next_nonce(self) -> int:
         async with aiohttp.ClientSession() as s, s.get(
@@ -218,7 +218,7 @@ async def events(r: Redis) -> list[OrderEvent]:
     return [ev for _, f in await r.xrange(keys.ORDERS_EVENTS) if isinstance(ev := decode(f), OrderEvent)]
 
 
-async def wait_event(r: Redis, intent_id: str, kinds: tuple[str, ...] = ("ack", "reject", "error", "stale", "killed"),
+async def wait_event(r: Redis, intent_id: str, kinds: tuple[str, ...] = ("ack", "reject", "not_sent", "unknown", "stale", "killed"),
                      timeout: float = 5.0) -> OrderEvent:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -270,7 +270,7 @@ async def test_approved_intents_rest_at_the_venue_and_are_acked(redis: Redis, ga
     assert token.split(":")[1:3] == [str(account.index), str(KEY_INDEX)]
     assert 0 < await redis.pttl(keys.AUTH_WS_TOKEN) <= 3600 * 1000
     status, health = await gw.get("/health")
-    assert status == 200 and health["signer_ready"] and health["acks"] >= 4 and health["kill"] == "clear"
+    assert status == 200 and health["signer_ready"] and health["acks"] >= 3 and health["kill"] == "clear"
     blob = str(health) + gw.log() + str(await redis.xrange(keys.ORDERS_EVENTS))
     for secret in (token, account.private_key, account.private_key.removeprefix("0x")):
         assert secret not in blob
@@ -282,6 +282,7 @@ async def test_refusals_burn_no_nonce_and_nonce_errors_recover(redis: Redis, gat
     a nonce used behind the gateway's back and a 5xx both end in a re-fetch, not in lost orders."""
     gw = gateways(account)
     await gw.wait_ready()
+    await gw.wait_health(lambda h: h["dead_man_armed_for_s"] is not None)   # its first arm takes a nonce
     tiny = place(size=1)
     await send(redis, tiny)
     ev = await wait_event(redis, tiny.intent_id)
@@ -319,15 +320,20 @@ async def test_refusals_burn_no_nonce_and_nonce_errors_recover(redis: Redis, gat
     health = await gw.wait_health(lambda h: h["nonce_resyncs"] == 1)
     assert health["nonce_resyncs"] == 1 and health["rejects"] == {"21706": 1}
 
-    # a 5xx is ambiguous: reported as an error, nonce re-fetched before the next tx
+    # a 5xx is ambiguous: the outcome is unknown, the nonce in doubt; nothing else is signed on it until
+    # the evidence is in (here: still free after gateway.unknown_wait_s, so a harmless re-arm takes it)
     async with aiohttp.ClientSession() as s, s.post(f"{view.venue.url}/admin/fault",
                                                     json={"kind": "http_status", "status": 503, "count": 1}) as r:
         assert r.status == 200
-    broken, after = place(BID - 3_000), place(BID - 4_000)
-    await send(redis, broken, after)
+    broken = place(BID - 3_000)
+    await send(redis, broken)
     ev = await wait_event(redis, broken.intent_id)
-    assert (ev.kind, ev.code, ev.message) == ("error", 29500, "internal server error (injected)")
-    assert (await wait_event(redis, after.intent_id)).kind == "ack"
+    assert (ev.kind, ev.code) == ("unknown", 29500) and "internal server error (injected)" in ev.message
+    after = place(BID - 4_000, ttl_ms=30_000)
+    await send(redis, after)
+    ev = await wait_event(redis, broken.intent_id, ("resolved",), timeout=20.0)
+    assert ev.message.startswith("dropped")
+    assert (await wait_event(redis, after.intent_id, timeout=10.0)).kind == "ack"
     assert (await gw.get("/health"))[1]["nonce_resyncs"] == 2
     assert cois(await view.wait_active(lambda o: len(o) == 3)) == {ok.client_order_index, desynced.client_order_index,
                                                                     after.client_order_index}
@@ -376,8 +382,10 @@ async def test_kill_flag_lifecycle(redis: Redis, gateways: Callable[..., Gateway
     assert cois(await view.wait_active(bool)) == {resumed.client_order_index}
 
 
-async def test_restart_after_sigkill_cleans_up_and_sigterm_cancels_all(
+async def test_restart_after_sigkill_adopts_what_rests_and_sigterm_cancels_all(
         redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView) -> None:
+    """No blind cancel-all at start: the new gateway reconciles, adopts the orders that rest (the maker and
+    hedger then keep or cancel them), and only SIGTERM cancels everything."""
     first = gateways(account)
     await first.wait_ready()
     resting = [place(), place(ASK, is_ask=True)]
@@ -389,16 +397,81 @@ async def test_restart_after_sigkill_cleans_up_and_sigterm_cancels_all(
     assert await redis.hlen(keys.GATEWAY_OPEN_ORDERS) == 2
 
     second = gateways(account)
-    await second.wait_ready()
-    assert await view.wait_active(lambda o: not o) == []                       # found and cancelled at start
-    assert await redis.hlen(keys.GATEWAY_OPEN_ORDERS) == 0
-    assert "cleared 2 order record(s)" in second.log()
+    await second.wait_ready(timeout=20.0)                                       # waits for the dead lease to expire
+    health = await second.wait_health(lambda h: h["ledger"]["adopted"] == 2)
+    assert sorted(health["ledger"]["open"]) == sorted(it.client_order_index for it in resting)
+    assert cois(await view.active()) == {it.client_order_index for it in resting}
+    snaps = [m for _, f in await redis.xrange(keys.acct(account.index)) if isinstance(m := decode(f), Reconcile)]
+    assert snaps and {o.client_order_index for o in snaps[-1].orders} >= {it.client_order_index for it in resting}
 
-    again = [place(), place(ASK, is_ask=True)]
-    await send(redis, *again)
-    for it in again:
-        assert (await wait_event(redis, it.intent_id)).kind == "ack"
-    assert len(await view.wait_active(lambda o: len(o) == 2)) == 2
     assert second.signal(signal.SIGTERM) == 0
     assert await view.active() == []                                           # gone before the process exited
     assert any(ev.intent_id == "gateway-stop" and ev.kind == "ack" for ev in await events(redis))
+
+
+async def test_cancel_on_start_clears_what_a_crashed_run_left(
+        redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView,
+        tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text((REPO / "config.yaml").read_text().replace("cancel_on_start: false", "cancel_on_start: true"))
+    first = gateways(account, LIGHTER_BOT_CONFIG=str(cfg))
+    await first.wait_ready()
+    resting = [place(), place(ASK, is_ask=True)]
+    await send(redis, *resting)
+    for it in resting:
+        assert (await wait_event(redis, it.intent_id)).kind == "ack"
+    first.signal(signal.SIGKILL)
+    second = gateways(account, LIGHTER_BOT_CONFIG=str(cfg))
+    await second.wait_ready(timeout=20.0)
+    assert await view.wait_active(lambda o: not o) == []
+    assert await redis.hlen(keys.GATEWAY_OPEN_ORDERS) == 0
+    assert "cleared 2 order record(s)" in second.log()
+
+
+async def test_a_gateway_killed_mid_send_never_sends_the_intent_twice(
+        redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView) -> None:
+    """The issue's duplicate: the venue holds the tx (delay fault), the gateway is SIGKILLed meanwhile, the
+    new one replays the unacknowledged entry. Its journal says "sending": unknown, never signed again."""
+    first = gateways(account)
+    await first.wait_ready()
+    await first.wait_health(lambda h: h["dead_man_armed_for_s"] is not None)
+    async with aiohttp.ClientSession() as s, s.post(f"{view.venue.url}/admin/fault",
+                                                    json={"kind": "delay_tx", "ms": 2_500, "count": 1}) as r:
+        assert r.status == 200
+    it = place(ttl_ms=30_000)
+    await send(redis, it)
+    journal = keys.gateway_journal(it.intent_id)
+    deadline = time.monotonic() + 5
+    while not await redis.hget(journal, "state") and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert await redis.hget(journal, "state") == b"sending"
+    first.signal(signal.SIGKILL)
+    await view.wait_active(lambda o: len(o) == 1, timeout=6.0)                # the delayed tx landed meanwhile
+
+    second = gateways(account)
+    await second.wait_ready(timeout=20.0)
+    ev = await wait_event(redis, it.intent_id, ("unknown",), timeout=10.0)
+    assert "earlier gateway" in ev.message
+    ev = await wait_event(redis, it.intent_id, ("resolved",), timeout=10.0)
+    assert ev.message.startswith("executed")
+    orders = await view.active()
+    assert [int(o["client_order_index"]) for o in orders] == [it.client_order_index]   # exactly one, not two
+    assert (await redis.hget(journal, "state")) == b"done"
+    assert second.signal(signal.SIGTERM) == 0
+
+
+async def test_a_second_gateway_stands_by_while_the_lease_is_held(
+        redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView) -> None:
+    first = gateways(account)
+    await first.wait_ready()
+    second = gateways(account, GATEWAY_INSTANCE="gateway-standby")
+    wait_port(second.health_port, 20)
+    health = await second.wait_health(lambda h: bool(h.get("lease", {}).get("holder")), timeout=20.0)
+    assert (await second.get("/ready"))[0] == 503
+    assert health["lease"]["held"] is False and "gateway-test" in health["lease"]["holder"]
+    assert first.signal(signal.SIGTERM) == 0
+    await second.wait_ready(timeout=20.0)
+    ok = place()
+    await send(redis, ok)
+    assert (await wait_event(redis, ok.intent_id)).kind == "ack"
+    assert second.signal(signal.SIGTERM) == 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.feed import normalize as nz
+from shared import lighter_wire as nz
 from services.feed.decimals import check_decimals
 from shared.markets import MarketSpec
 from shared.schemas import Fill

@@ -7,16 +7,21 @@ import pytest
 
 from services.gateway import txs
 from services.gateway.core import (
-    Ack, AccountIn, ActiveOrders, CheckActiveOrders, ClearOpen, Command, FetchNonce, ForgetOpen, GatewayCore,
-    IntentIn, KillRead, KillSeenAtSend, MintAuthToken, NonceFailed, NonceFetched, Publish, RecordOpen, SenderReady, SignAndSend,
-    Stopping, TxDone, TxNotSent,
+    MAX_BATCH, MAX_QUEUE, Ack, AccountIn, ActiveOrders, BatchDone, BatchNotSent, CheckActiveOrders, CheckLane, ClearOpen,
+    Command, FetchNonce, FetchReconcile, ForgetOpen, GatewayCore, IntentIn, Journal, KillRead, LaneChecked, LeaseRead,
+    Limits, MintAuthToken, NonceFailed, NonceFetched, Publish, PublishAccount, ReconcileDone, SendBatch, SenderReady,
+    Stopping,
 )
 from services.gateway.replies import SendResult, classify, no_answer
-from shared.schemas import Fill, OrderIntent, OrderUpdate
+from shared.ids import IdMint
+from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Reconcile
 
 T0 = 1_795_000_000_000
-EXPIRY_MS = 3_600_000
+KEY = 4
 OK = SendResult("ok", code=200, message='{"ratelimit": "didn\'t use volume quota"}', tx_hash="ab" * 40, http_status=200)
+TIMEOUT = no_answer("no answer within 3s")
+EXPIRES = T0 + 599_000
+MINT = IdMint("maker")
 
 
 def intent(n: int = 1, action: str = "place", **kw: Any) -> OrderIntent:
@@ -28,6 +33,10 @@ def intent(n: int = 1, action: str = "place", **kw: Any) -> OrderIntent:
     return OrderIntent(**base)
 
 
+def cancel(n: int, k: int = 100) -> OrderIntent:
+    return intent(n, "cancel", intent_id=f"maker-c{n}-{k}")
+
+
 def of(cmds: list[Command], kind: type) -> list[Any]:
     return [c for c in cmds if isinstance(c, kind)]
 
@@ -36,381 +45,457 @@ def events(cmds: list[Command]) -> list[Any]:
     return [c.event for c in cmds if isinstance(c, Publish)]
 
 
-def sign(cmds: list[Command]) -> SignAndSend:
-    (s,) = of(cmds, SignAndSend)
+def batch(cmds: list[Command]) -> SendBatch:
+    (s,) = of(cmds, SendBatch)
     return s
 
 
-def done(core: GatewayCore, s: SignAndSend, result: SendResult = OK, now: int = T0) -> list[Command]:
-    return core.handle(TxDone(s.tx, s.nonce, result, signed_ns=10, sent_ns=20), now)
+def done(core: GatewayCore, s: SendBatch, result: SendResult = OK, now: int = T0) -> list[Command]:
+    hashes = tuple(f"h{i}" for i in range(len(s.batch.txs)))
+    return core.handle(BatchDone(s.batch, result, hashes, EXPIRES, signed_ns=10, sent_ns=20), now)
 
 
-def ready_core(nonce: int = 7, kill: str | None = None) -> GatewayCore:
-    """A core past start-up: kill read, nonce known, start-up cancel-all accepted."""
-    core = GatewayCore(EXPIRY_MS, 3600)
+def snapshot(now: int = T0, **kw: Any) -> Reconcile:
+    return Reconcile(reason="start", as_of_ms=now, markets=[2], ts_ms=now, **kw)
+
+
+def ready_core(nonce: int = 7, kill: str | None = None, keys: tuple[int, ...] = (KEY,), **limits: Any) -> GatewayCore:
+    """A core past start-up: lease held, kill read, start-up reconcile done, nonce known."""
+    lim = {"dead_man_ms": 0, **limits}
+    core = GatewayCore(Limits(**lim), keys)
+    core.handle(LeaseRead(True, "gw:1"), T0)
     core.handle(KillRead(kill), T0)
-    assert of(core.handle(SenderReady(), T0), FetchNonce)
-    core.handle(NonceFetched(nonce), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    assert s.tx.reason == "startup" and s.request == txs.CancelAllReq(255)
-    cmds = done(core, s)
-    assert of(cmds, ClearOpen) and core.reconciled and core.nonce == nonce + 1
+    rec = of(core.on_timer(T0), FetchReconcile)
+    assert rec and rec[0].reason == "start"
+    cmds = core.handle(ReconcileDone(snapshot()), T0)
+    assert of(cmds, PublishAccount) and core.reconciled
+    assert of(core.handle(SenderReady(), T0), FetchNonce) == [FetchNonce(k) for k in keys]   # fetched ahead
+    for k in keys:
+        core.handle(NonceFetched(k, nonce), T0)
     return core
 
 
+def take(core: GatewayCore, *its: OrderIntent, now: int = T0) -> SendBatch:
+    for i, it in enumerate(its):
+        assert core.handle(IntentIn(it, f"{i}-0"), now) == []
+    return batch(core.handle(SenderReady(), now))
+
+
 # --- start-up ---------------------------------------------------------------------------------------
-def test_startup_reconciles_with_cancel_all_before_any_place() -> None:
-    core = GatewayCore(EXPIRY_MS, 3600)
+def test_startup_reconciles_before_any_place_and_never_blindly_cancels() -> None:
+    core = GatewayCore(Limits(dead_man_ms=0), (KEY,))
+    core.handle(LeaseRead(True), T0)
     core.handle(KillRead(None), T0)
-    assert core.handle(IntentIn(intent(), "1-0"), T0) == []           # queued, not sent
-    assert core.handle(SenderReady(), T0) == [FetchNonce()]
-    core.handle(NonceFetched(3), T0)
-    first = sign(core.handle(SenderReady(), T0))
-    assert first.tx.action == "cancel_all" and first.tx.reason == "startup" and first.nonce == 3
-    assert core.handle(SenderReady(), T0) == []                        # one tx at a time
-    cmds = done(core, first)
-    assert of(cmds, ClearOpen) and events(cmds)[0].intent_id == "gateway-startup"
-    cmds = core.handle(SenderReady(), T0 + 1)
-    rec, s = of(cmds, RecordOpen)[0], sign(cmds)
-    assert cmds.index(rec) < cmds.index(s)                             # HSET before the send
-    assert s.nonce == 4 and isinstance(s.request, txs.CreateOrderReq)
+    assert core.handle(IntentIn(intent(), "1-0"), T0) == []
+    assert core.handle(SenderReady(), T0) == [FetchNonce(KEY)]
+    core.handle(NonceFetched(KEY, 3), T0)
+    assert core.handle(SenderReady(), T0) == []             # no place before the venue's truth is known
+    rec = of(core.on_timer(T0), FetchReconcile)[0]
+    assert rec.since_ms == T0 - 600_000 and rec.after_trade_id == 0
+    core.handle(ReconcileDone(snapshot()), T0)
+    s = batch(core.handle(SenderReady(), T0 + 1))
+    assert s.batch.first_nonce == 3 and isinstance(s.requests[0], txs.CreateOrderReq)
 
 
-def test_places_wait_for_the_startup_cancel_all_even_after_it_failed() -> None:
-    core = GatewayCore(EXPIRY_MS, 3600)
+def test_cancel_on_start_sends_a_cancel_all_first() -> None:
+    core = GatewayCore(Limits(dead_man_ms=0, cancel_on_start=True), (KEY,))
+    core.handle(LeaseRead(True), T0)
     core.handle(KillRead(None), T0)
-    core.handle(NonceFetched(0), T0)
+    core.handle(SenderReady(), T0)
+    core.handle(NonceFetched(KEY, 3), T0)
     core.handle(IntentIn(intent(), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    cmds = done(core, s, no_answer("timeout"))
-    assert events(cmds)[0].kind == "error" and core.nonce is None and not core.reconciled
-    assert core.handle(SenderReady(), T0 + 10) == []                   # backing off
-    assert core.handle(SenderReady(), T0 + 200) == [FetchNonce()]
-    core.handle(NonceFetched(1), T0 + 200)
-    retry = sign(core.handle(SenderReady(), T0 + 200))
-    assert retry.tx.reason == "startup" and retry.tx.attempt == 1 and retry.nonce == 1
+    first = batch(core.handle(SenderReady(), T0))
+    assert [t.reason for t in first.batch.txs] == ["startup"] and first.requests == (txs.CancelAllReq(255),)
+    cmds = done(core, first)
+    assert of(cmds, ClearOpen) and core.reconciled and events(cmds)[0].intent_id == "gateway-startup"
+    assert isinstance(batch(core.handle(SenderReady(), T0)).requests[0], txs.CreateOrderReq)
 
 
-def test_unknown_kill_state_fails_closed() -> None:
-    core = GatewayCore(EXPIRY_MS, 3600)                                # kill flag never read yet
-    cmds = core.handle(IntentIn(intent(), "1-0"), T0)
-    (ev,) = events(cmds)
-    assert ev.kind == "killed" and "unknown" in ev.message and of(cmds, Ack) == [Ack("1-0")]
-    cancel = intent(2, "cancel")
-    assert core.handle(IntentIn(cancel, "2-0"), T0) == []              # cancels still allowed
-
-
-# --- order mapping ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("tif,code,expiry", [("post_only", 2, T0 + EXPIRY_MS), ("gtt", 1, T0 + EXPIRY_MS), ("ioc", 0, 0)])
-def test_limit_order_mapping(tif: str, code: int, expiry: int) -> None:
+def test_unknown_kill_state_and_a_missing_lease_fail_closed() -> None:
     core = ready_core()
-    core.handle(IntentIn(intent(tif=tif, is_ask=True, reduce_only=True), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    it = intent()
-    assert s.request == txs.CreateOrderReq(market_index=2, client_order_index=it.client_order_index, base_amount=64,
-                                           price=140_000, is_ask=True, order_type=0, time_in_force=code,
-                                           reduce_only=True, order_expiry=expiry)
+    core.handle(KillRead(None, readable=False), T0)
+    ev = events(core.handle(IntentIn(intent(), "1-0"), T0))[0]
+    assert ev.kind == "killed" and "unreadable" in ev.message
+    core.handle(KillRead(None), T0)
+    core.handle(LeaseRead(False, "gateway-2:9"), T0)
+    ev = events(core.handle(IntentIn(intent(2), "2-0"), T0))[0]
+    assert ev.kind == "killed" and "gateway-2:9" in ev.message
+    core.handle(IntentIn(cancel(3), "3-0"), T0)
+    assert core.handle(SenderReady(), T0) == []             # without the lease not even a cancel goes
+
+
+# --- tx mapping ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("tif,code,expiry", [("post_only", 2, T0 + 305_000), ("gtt", 1, T0 + 305_000), ("ioc", 0, 0)])
+def test_limit_order_mapping(tif: str, code: int, expiry: int) -> None:
+    req = txs.create_order(intent(tif=tif, reduce_only=True), T0, 300_000)
+    assert (req.time_in_force, req.order_expiry, req.reduce_only, req.order_type) == (code, expiry, True, 0)
 
 
 def test_market_order_is_ioc_with_worst_price_and_no_expiry() -> None:
-    core = ready_core()
-    core.handle(IntentIn(intent(order_type="market", price=139_000), "1-0"), T0)  # tif left at its default
-    req = sign(core.handle(SenderReady(), T0)).request
-    assert isinstance(req, txs.CreateOrderReq)
-    assert (req.order_type, req.time_in_force, req.order_expiry, req.price) == (1, 0, 0, 139_000)
+    req = txs.create_order(intent(order_type="market", tif="post_only", price=150_000), T0, 300_000)
+    assert (req.order_type, req.time_in_force, req.order_expiry, req.price) == (1, 0, 0, 150_000)
 
 
-def test_cancel_by_client_order_index_and_scoped_cancel_all() -> None:
-    core = ready_core()
-    c = intent(1, "cancel")
-    core.handle(IntentIn(c, "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    assert s.request == txs.CancelOrderReq(market_index=2, order_index=c.client_order_index)
-    done(core, s)
-    core.handle(IntentIn(intent(2, "cancel_all", market_id=2), "2-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    assert s.request == txs.CancelAllReq(2)
-    done(core, s)
-    core.handle(IntentIn(intent(3, "cancel_all", market_id=-1), "3-0"), T0)
-    assert sign(core.handle(SenderReady(), T0)).request == txs.CancelAllReq(255)
+def test_cancel_modify_and_cancel_all_requests() -> None:
+    it = intent(1)
+    assert txs.cancel_order(it) == txs.CancelOrderReq(2, it.client_order_index)
+    assert txs.modify_order(intent(1, "modify", price=140_100, size=80)) == txs.ModifyOrderReq(2, it.client_order_index, 80, 140_100)
+    assert txs.cancel_all(-1) == txs.CancelAllReq(255) and txs.cancel_all(2) == txs.CancelAllReq(2)
+    assert txs.cancel_all_scheduled(T0) == txs.CancelAllReq(255, 1, T0)
+    assert txs.cancel_all_abort() == txs.CancelAllReq(255, 2, 0)
 
 
 def test_invalid_intents_are_rejected_locally_without_a_nonce() -> None:
-    core = ready_core(nonce=5)
-    for n, kw in enumerate([dict(size=0), dict(price=0), dict(order_type="market", price=0), dict(client_order_index=0)]):
-        cmds = core.handle(IntentIn(intent(n + 1, **kw), f"{n}-0"), T0)
-        (ev,) = events(cmds)
-        assert ev.kind == "reject" and ev.code == 0 and ev.message.startswith("invalid intent")
-    assert core.idle and core.nonce == 6 and core.stats.invalid == 4
+    core = ready_core()
+    for i, bad in enumerate((intent(1, size=0), intent(2, price=0), intent(3, client_order_index=2**48),
+                             intent(4, "modify", size=0))):
+        ev = events(core.handle(IntentIn(bad, f"{i}-0"), T0))[0]
+        assert ev.kind == "reject" and ev.message.startswith("invalid intent")
+    assert core.handle(SenderReady(), T0) == [] and core.lanes[0].nonce == 7
 
 
-# --- outcomes and nonces ------------------------------------------------------------------------------
-def test_ack_carries_trace_and_tx_hash_and_advances_nonce() -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    assert s.nonce == 8
-    cmds = done(core, s, now=T0 + 3)
-    (ev,) = events(cmds)
-    assert ev.kind == "ack" and ev.code == 200 and ev.tx_hash == "ab" * 40 and ev.intent_id == intent().intent_id
-    assert ev.trace == {"maker": 111, "signed": 10, "sent": 20}
-    assert of(cmds, Ack) == [Ack("1-0")] and cmds.index(of(cmds, Ack)[0]) > cmds.index(of(cmds, Publish)[0])
-    assert core.nonce == 9 and intent().client_order_index in core.live
+# --- batches ---------------------------------------------------------------------------------------
+def test_a_requote_goes_out_in_one_batch_and_each_tx_gets_its_hash() -> None:
+    core = ready_core()
+    s = take(core, cancel(1), intent(2), cancel(3), intent(4, is_ask=True))
+    assert [t.action for t in s.batch.txs] == ["cancel", "place", "cancel", "place"] and s.batch.first_nonce == 7
+    assert core.handle(SenderReady(), T0) == []              # one batch in flight per lane
+    cmds = done(core, s)
+    acks = events(cmds)
+    assert [e.kind for e in acks] == ["ack"] * 4 and [e.tx_hash for e in acks] == ["h0", "h1", "h2", "h3"]
+    assert acks[1].trace == {"maker": 111, "signed": 10, "sent": 20}
+    for j in of(cmds, Journal):                               # the outcome is journaled before it is published
+        assert cmds.index(j) < cmds.index(next(c for c in cmds if isinstance(c, Publish) and c.event.intent_id == j.intent_id))
+    assert core.lanes[0].nonce == 11 and core.stats.batches == 1 and core.stats.batch_txs == 4
 
 
-def test_venue_reject_is_published_verbatim_and_keeps_the_nonce() -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(size=1), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    res = classify(400, b'{"code":21706,"message":"invalid order base or quote amount"}')
-    cmds = done(core, s, res)
-    (ev,) = events(cmds)
-    assert (ev.kind, ev.code, ev.message) == ("reject", 21706, "invalid order base or quote amount")
-    assert of(cmds, ForgetOpen) == [ForgetOpen(intent().client_order_index)]
-    assert core.nonce == 8 and core.stats.rejects[21706] == 1
+def test_batches_hold_at_most_fifteen_txs() -> None:
+    core = ready_core()
+    for n in range(20):
+        core.handle(IntentIn(intent(n + 1), f"{n}-0"), T0)
+    s = batch(core.handle(SenderReady(), T0))
+    assert len(s.batch.txs) == MAX_BATCH
+    done(core, s)
+    assert len(batch(core.handle(SenderReady(), T0)).batch.txs) == 5
 
 
-def test_invalid_nonce_refetches_and_retries_once() -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    bad = classify(400, b'{"code":21104,"message":"invalid nonce"}')
-    assert done(core, s, bad) == [] and core.nonce is None and core.stats.nonce_resyncs == 1
-    assert core.handle(SenderReady(), T0) == [FetchNonce()]
-    core.handle(NonceFetched(12), T0)
-    s2 = sign(core.handle(SenderReady(), T0))
-    assert s2.nonce == 12 and s2.tx.attempt == 1 and s2.tx.intent == intent()
-    cmds = done(core, s2, bad)                                         # second time: give up, report it
-    (ev,) = events(cmds)
-    assert ev.kind == "reject" and ev.code == 21104 and of(cmds, Ack)
+def test_a_refused_batch_is_retried_tx_by_tx_so_a_cancel_still_lands() -> None:
+    core = ready_core()
+    s = take(core, cancel(1), intent(2, size=10_000))
+    refused = SendResult("rejected", code=21739, message="not enough margin to create the order", http_status=400)
+    assert done(core, s, refused) == [] and core.lanes[0].nonce == 7
+    one = batch(core.handle(SenderReady(), T0))
+    assert [t.action for t in one.batch.txs] == ["cancel"]
+    assert [e.kind for e in events(done(core, one))] == ["ack"]
+    two = batch(core.handle(SenderReady(), T0))
+    cmds = done(core, two, refused)
+    assert [(e.kind, e.code) for e in events(cmds)] == [("reject", 21739)] and of(cmds, ForgetOpen)
+    assert core.lanes[0].nonce == 8
+
+
+def test_invalid_nonce_refetches_and_retries() -> None:
+    core = ready_core()
+    s = take(core, intent())
+    assert done(core, s, classify(400, b'{"code":21104,"message":"invalid nonce"}')) == []
+    assert core.handle(SenderReady(), T0) == [FetchNonce(KEY)]
+    core.handle(NonceFetched(KEY, 9), T0)
+    again = batch(core.handle(SenderReady(), T0))
+    assert again.batch.first_nonce == 9 and again.batch.txs[0].attempt == 1
 
 
 def test_429_keeps_the_nonce_and_backs_off_but_never_delays_a_kill() -> None:
-    """Lighter refuses a rate-limited tx at the API: the nonce is not consumed, so no nextNonce call."""
-    rate_limited = classify(429, b'{"code":23000,"message":"Too Many Requests!"}')
-    core = ready_core(nonce=7)
-    for i in (1, 2, 3):
-        core.handle(IntentIn(intent(i), f"{i}-0"), T0)
-    s1 = sign(core.handle(SenderReady(), T0))
-    (ev,) = events(done(core, s1, rate_limited))
-    assert ev.kind == "reject" and ev.code == 23000 and core.nonce == s1.nonce
-    assert core.handle(SenderReady(), T0 + 249) == []                  # backing off 250 ms
-    s2 = sign(core.handle(SenderReady(), T0 + 250))
-    assert s2.nonce == s1.nonce                                         # same nonce after the wait
-    done(core, s2, rate_limited, now=T0 + 250)                          # again: the wait doubles
-    assert core.handle(SenderReady(), T0 + 250 + 499) == []
-    core.handle(KillRead("manual"), T0 + 300)
-    flatten = sign(core.handle(SenderReady(), T0 + 300))                # the kill's cancel-all does not wait
-    assert flatten.tx.intent is None and flatten.nonce == s1.nonce
-
-
-@pytest.mark.parametrize("result,kind", [
-    (no_answer("timeout after 5s"), "error"),
-    (classify(503, b'{"code":29500,"message":"internal server error"}'), "error"),
-    (classify(502, b"<html>bad gateway</html>"), "error"),
-])
-def test_ambiguous_outcomes_refetch_the_nonce_before_the_next_tx(result: SendResult, kind: str) -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(1), "1-0"), T0)
-    core.handle(IntentIn(intent(2), "2-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    (ev,) = events(done(core, s, result))
-    assert ev.kind == kind and core.nonce is None
-    assert core.handle(SenderReady(), T0) == [FetchNonce()]
-    core.handle(NonceFetched(8), T0)
-    assert sign(core.handle(SenderReady(), T0)).nonce == 8
-
-
-def test_http_200_with_error_code_is_a_reject_that_keeps_the_nonce() -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    (ev,) = events(done(core, s, classify(200, b'{"code":21739,"message":"not enough margin to create the order"}')))
-    assert ev.kind == "reject" and ev.code == 21739 and core.nonce == 8
+    core = ready_core()
+    s = take(core, intent())
+    assert done(core, s, classify(429, b'{"code":23000,"message":"Too Many Requests!"}')) == []
+    assert core.handle(SenderReady(), T0 + 100) == [] and core.lanes[0].nonce == 7
+    core.handle(KillRead("manual"), T0 + 100)
+    k = batch(core.handle(SenderReady(), T0 + 100))
+    assert k.requests == (txs.CancelAllReq(255),) and k.batch.txs[0].reason == "kill"
 
 
 def test_nonce_fetch_failure_backs_off() -> None:
-    core = GatewayCore(EXPIRY_MS, 3600)
+    core = GatewayCore(Limits(dead_man_ms=0), (KEY,))
+    core.handle(LeaseRead(True), T0)
     core.handle(KillRead(None), T0)
-    assert core.handle(SenderReady(), T0) == [FetchNonce()]
-    core.handle(NonceFailed("connection refused"), T0)
+    core.handle(IntentIn(cancel(1), "1-0"), T0)
+    assert core.handle(SenderReady(), T0) == [FetchNonce(KEY)]
+    core.handle(NonceFailed(KEY, "HTTP 500"), T0)
     assert core.handle(SenderReady(), T0 + 100) == []
-    assert core.handle(SenderReady(), T0 + 600) == [FetchNonce()]
+    assert core.handle(SenderReady(), T0 + 600) == [FetchNonce(KEY)]
 
 
-def test_tx_not_sent_frees_the_nonce_and_reports_an_error() -> None:
-    core = ready_core(nonce=7)
-    core.handle(IntentIn(intent(), "1-0"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    cmds = core.handle(TxNotSent(s.tx, "redis down"), T0)
-    (ev,) = events(cmds)
-    assert ev.kind == "error" and "redis down" in ev.message and of(cmds, Ack) and core.nonce == 8
-
-
-# --- staleness -----------------------------------------------------------------------------------------
-def test_stale_place_is_never_sent_but_old_cancels_are() -> None:
+# --- unknown outcomes ------------------------------------------------------------------------------
+def test_a_timeout_leaves_the_order_unknown_and_the_lane_blocked_until_the_nonce_shows_it_executed() -> None:
     core = ready_core()
-    cmds = core.handle(IntentIn(intent(1), "1-0"), T0 + 5_001)
-    (ev,) = events(cmds)
-    assert ev.kind == "stale" and ev.trace == {"maker": 111} and of(cmds, Ack)
-    assert core.handle(IntentIn(intent(2, "cancel"), "2-0"), T0 + 60_000) == []
-    assert isinstance(sign(core.handle(SenderReady(), T0 + 60_000)).request, txs.CancelOrderReq)
+    s = take(core, intent(1), intent(2))
+    cmds = done(core, s, TIMEOUT)
+    assert [e.kind for e in events(cmds)] == ["unknown", "unknown"] and of(cmds, Ack)
+    assert core.ledger.exposure(False) == 128                 # both may rest: counted
+    core.handle(IntentIn(intent(3), "3-0"), T0)
+    assert core.handle(SenderReady(), T0) == []              # nothing else is signed on a nonce in doubt
+    assert of(core.on_timer(T0 + 1_000), CheckLane) == [CheckLane(KEY)]
+    cmds = core.handle(LaneChecked(KEY, 9), T0 + 1_000)
+    assert [(e.kind, e.message.split(":")[0]) for e in events(cmds)] == [("resolved", "executed")] * 2
+    assert core.lanes[0].nonce == 9 and core.lanes[0].doubt is None
+    assert batch(core.handle(SenderReady(), T0 + 1_000)).batch.first_nonce == 9
 
 
-def test_place_that_rots_in_the_queue_is_reported_stale() -> None:
+def test_a_nonce_still_free_is_taken_by_a_harmless_tx_after_the_wait_and_the_place_is_dropped() -> None:
+    core = ready_core(unknown_wait_ms=10_000)
+    place = intent(1)
+    done(core, take(core, place), TIMEOUT)
+    core.on_timer(T0 + 1_000)
+    assert core.handle(LaneChecked(KEY, 7), T0 + 1_000) == []
+    assert core.handle(SenderReady(), T0 + 5_000) == []       # still waiting for evidence
+    sup = batch(core.handle(SenderReady(), T0 + 10_000))
+    assert sup.batch.supersede and sup.batch.first_nonce == 7 and sup.requests == (txs.CancelAllReq(255, 2, 0),)
+    cmds = done(core, sup, now=T0 + 10_050)
+    resolved = [e for e in events(cmds) if e.kind == "resolved"]
+    assert [e.intent_id for e in resolved] == [place.intent_id] and resolved[0].message.startswith("dropped")
+    assert ForgetOpen(place.client_order_index) in cmds and core.ledger.exposure(False) == 0
+    assert core.lanes[0].nonce == 8 and core.lanes[0].doubt is None
+
+
+def test_a_superseding_cancel_all_refused_for_its_nonce_proves_the_tx_executed() -> None:
+    core = ready_core(unknown_wait_ms=0)
+    done(core, take(core, intent(1)), TIMEOUT)
+    core.handle(LaneChecked(KEY, 7), T0)
+    sup = batch(core.handle(SenderReady(), T0))
+    cmds = done(core, sup, classify(400, b'{"code":21104,"message":"invalid nonce"}'))
+    assert [e.message.split(":")[0] for e in events(cmds)] == ["executed"]
+    assert core.lanes[0].doubt is None and core.lanes[0].nonce is None   # re-fetched before the next tx
+
+
+def test_a_kill_supersedes_a_doubtful_nonce_at_once() -> None:
+    core = ready_core(unknown_wait_ms=60_000)
+    done(core, take(core, intent(1)), TIMEOUT)
+    core.handle(LaneChecked(KEY, 7), T0 + 10)
+    core.handle(KillRead("manual"), T0 + 20)
+    sup = batch(core.handle(SenderReady(), T0 + 20))
+    assert sup.batch.supersede and sup.requests == (txs.CancelAllReq(255),)
+
+
+def test_with_the_dead_man_switch_on_its_rearm_supersedes() -> None:
+    core = ready_core(unknown_wait_ms=0, dead_man_ms=310_000)
+    core.on_timer(T0)
+    done(core, batch(core.handle(SenderReady(), T0)))          # the first arm
+    done(core, take(core, intent(1)), TIMEOUT)
+    core.handle(LaneChecked(KEY, 8), T0)
+    sup = batch(core.handle(SenderReady(), T0 + 1))
+    assert sup.requests == (txs.CancelAllReq(255, 1, T0 + 1 + 310_000),)
+
+
+def test_a_doubtful_tx_is_dropped_once_its_expiry_passed() -> None:
+    core = ready_core(unknown_wait_ms=10**9)
+    done(core, take(core, intent(1)), TIMEOUT)
+    assert core.handle(LaneChecked(KEY, 7), EXPIRES) == []
+    cmds = core.handle(LaneChecked(KEY, 7), EXPIRES + 1_001)
+    assert [e.message.split(":")[0] for e in events(cmds)] == ["dropped"] and core.lanes[0].nonce == 7
+
+
+# --- exactly once across restarts --------------------------------------------------------------------
+def test_a_journaled_outcome_is_published_again_never_signed() -> None:
     core = ready_core()
-    core.handle(IntentIn(intent(1), "1-0"), T0 + 4_000)
-    assert [e.kind for e in events(core.on_timer(T0 + 5_001))] == ["stale"]
-    assert core.idle
+    it = intent(1)
+    cmds = core.handle(IntentIn(it, "9-0", {"state": "done", "outcome": "ack", "code": "200", "tx_hash": "h"}), T0)
+    ev = events(cmds)[0]
+    assert (ev.kind, ev.code, ev.tx_hash) == ("ack", 200, "h") and Ack("9-0") in cmds
+    assert core.handle(SenderReady(), T0) == []
 
 
-# --- kill switch -----------------------------------------------------------------------------------------
-def test_kill_cancels_everything_refuses_places_and_resumes_on_delete() -> None:
-    core = ready_core(nonce=7)
+def test_an_intent_journaled_as_sending_is_unknown_and_resolved_by_evidence() -> None:
+    """The issue's duplicate: the gateway died mid-send; the new one replays the entry and must not send it."""
+    core = ready_core()
+    it = intent(1)
+    j = {"state": "sending", "lane": str(KEY), "nonce": "7", "expired_at": str(EXPIRES), "coi": str(it.client_order_index)}
+    cmds = core.handle(IntentIn(it, "9-0", j), T0)
+    assert [e.kind for e in events(cmds)] == ["unknown"] and Journal(it.intent_id, {"state": "unknown"}) in cmds
+    assert core.handle(SenderReady(), T0) == []
+    core.on_timer(T0)
+    cmds = core.handle(LaneChecked(KEY, 8), T0)
+    assert [e.message.split(":")[0] for e in events(cmds)] == ["executed"]
+    assert core.stats.replayed == 1 and core.stats.batches == 0
+
+
+def test_a_redelivery_in_the_same_run_is_acked_and_ignored() -> None:
+    core = ready_core()
+    it = intent(1)
+    core.handle(IntentIn(it, "1-0"), T0)
+    assert core.handle(IntentIn(it, "1-1"), T0) == [Ack("1-1")] and core.stats.duplicates == 1
+
+
+# --- rules on intents ------------------------------------------------------------------------------
+def test_stale_places_are_never_sent_but_old_cancels_are() -> None:
+    core = ready_core()
+    ev = events(core.handle(IntentIn(intent(1, created_ms=T0 - 6_000), "1-0"), T0))[0]
+    assert ev.kind == "stale"
+    s = take(core, cancel(2, k=1) .model_copy(update={"created_ms": T0 - 60_000}))
+    assert s.batch.txs[0].action == "cancel"
+
+
+def test_a_cancel_of_an_order_known_to_have_ended_is_dropped() -> None:
+    core = ready_core()
+    it = intent(1)
+    done(core, take(core, it))
+    core.handle(AccountIn(OrderUpdate(market_id=2, order_index=5, client_order_index=it.client_order_index, is_ask=False,
+                                      price=140_000, initial_size=64, remaining_size=0, filled_size=64, status="filled",
+                                      ts_ms=T0)), T0)
+    ev = events(core.handle(IntentIn(cancel(1), "2-0"), T0))[0]
+    assert ev.kind == "stale" and "already ended" in ev.message and core.stats.dropped_cancels == 1
+
+
+def test_the_send_queue_is_bounded_for_places_only() -> None:
+    core = ready_core()
+    core.handle(LeaseRead(False), T0)
+    core.handle(LeaseRead(True), T0)
+    for n in range(MAX_QUEUE):
+        core.outbox.append(core.outbox[0] if core.outbox else __import__("services.gateway.core", fromlist=["Tx"]).Tx(
+            "cancel", 2, cancel(n + 1), f"{n}-0"))
+    ev = events(core.handle(IntentIn(intent(999), "x-0"), T0))[0]
+    assert ev.kind == "not_sent" and "queue full" in ev.message
+    assert core.handle(IntentIn(cancel(998), "y-0"), T0) == []
+
+
+# --- kill, stop, dead-man, heartbeats ----------------------------------------------------------------
+def test_kill_cancels_everything_first_and_alone_and_refuses_places() -> None:
+    core = ready_core()
     core.handle(IntentIn(intent(1), "1-0"), T0)
-    core.handle(IntentIn(intent(2, "cancel"), "2-0"), T0)
-    cmds = core.handle(KillRead("guard: max position"), T0 + 1)
-    assert [e.kind for e in events(cmds)] == ["killed"]                 # queued place dropped
-    s = sign(core.handle(SenderReady(), T0 + 1))
-    assert s.tx.reason == "kill" and s.request == txs.CancelAllReq(255)  # jumps ahead of the queued cancel
-    done(core, s, now=T0 + 5)
-    (ev,) = events(core.handle(IntentIn(intent(3), "3-0"), T0 + 6))
-    assert ev.kind == "killed" and "guard: max position" in ev.message
-    assert core.on_timer(T0 + 5 + 300)[:1] == [CheckActiveOrders()]
-    core.handle(ActiveOrders(1), T0 + 400)                             # the venue still shows one
-    assert sign(core.handle(SenderReady(), T0 + 400)).tx.reason == "still-open"
-    core.in_flight = None
+    core.handle(IntentIn(cancel(2), "2-0"), T0)
+    cmds = core.handle(KillRead("manual"), T0 + 1)
+    assert [e.kind for e in events(cmds)] == ["killed"]
+    k = batch(core.handle(SenderReady(), T0 + 1))
+    assert [t.reason for t in k.batch.txs] == ["kill"]
+    cmds = done(core, k, now=T0 + 2)
+    assert events(cmds)[0].intent_id == "gateway-kill"
+    assert of(core.on_timer(T0 + 400), CheckActiveOrders)
+    core.handle(ActiveOrders(1), T0 + 400)                     # something still rests: cancel again
+    assert [t.reason for t in core.outbox][0] == "still-open"
     core.handle(KillRead(None), T0 + 500)
-    assert core.handle(IntentIn(intent(4), "4-0"), T0 + 500) == []
-    queued = [tx.intent for tx in core.outbox if tx.action == "place"]
-    assert queued == [intent(4)]
+    assert core.place_refusal() is None
 
 
-def test_open_order_reported_while_killed_triggers_another_cancel_all() -> None:
+def test_a_kill_seen_at_send_refuses_the_places_and_retries_the_cancels() -> None:
     core = ready_core()
-    core.handle(KillRead("x"), T0)
-    s = sign(core.handle(SenderReady(), T0))
-    done(core, s)
-    upd = OrderUpdate(market_id=2, order_index=1 << 48, client_order_index=intent().client_order_index, is_ask=False,
-                      price=140_000, initial_size=64, remaining_size=64, filled_size=0, status="open", ts_ms=T0)
-    core.handle(AccountIn(upd), T0 + 10)
-    assert sign(core.handle(SenderReady(), T0 + 10)).tx.reason == "still-open"
+    s = take(core, cancel(1), intent(2))
+    cmds = core.handle(BatchNotSent(s.batch, "killed: manual", kill="manual"), T0)
+    assert [e.kind for e in events(cmds)] == ["killed"]
+    nxt = batch(core.handle(SenderReady(), T0 + 600))
+    assert [t.reason for t in nxt.batch.txs] == ["kill"]
+    done(core, nxt)
+    assert [t.action for t in batch(core.handle(SenderReady(), T0 + 600)).batch.txs] == ["cancel"]
 
 
-def test_unreadable_flag_fails_closed_without_cancelling() -> None:
-    core = ready_core()
-    core.handle(KillRead(None, readable=False), T0)
-    assert core.kill == "unknown" and core.idle
-    (ev,) = events(core.handle(IntentIn(intent(), "1-0"), T0))
-    assert ev.kind == "killed"
-    core.handle(KillRead(None), T0 + 100)
-    assert core.handle(IntentIn(intent(2), "2-0"), T0 + 100) == []
-
-
-def test_stop_drops_places_and_sends_one_cancel_all() -> None:
+def test_stop_sends_a_cancel_all_then_disarms_the_dead_man_switch() -> None:
     core = ready_core()
     core.handle(IntentIn(intent(1), "1-0"), T0)
     cmds = core.handle(Stopping(), T0)
     assert [e.kind for e in events(cmds)] == ["killed"]
-    s = sign(core.handle(SenderReady(), T0))
-    assert s.tx.reason == "stop" and s.request == txs.CancelAllReq(255)
+    first = batch(core.handle(SenderReady(), T0))
+    assert [t.reason for t in first.batch.txs] == ["stop"]
+    done(core, first)
+    second = batch(core.handle(SenderReady(), T0))
+    assert second.requests == (txs.CancelAllReq(255, 2, 0),)
+
+
+def test_the_dead_man_switch_is_armed_and_rearmed() -> None:
+    core = ready_core(dead_man_ms=310_000, dead_man_rearm_ms=60_000)
+    core.on_timer(T0)
+    s = batch(core.handle(SenderReady(), T0))
+    assert s.requests == (txs.CancelAllReq(255, 1, T0 + 310_000),)
     done(core, s)
-    assert core.idle
+    assert core.stats.dead_man_arms == 1
+    core.on_timer(T0 + 59_000)
+    assert core.handle(SenderReady(), T0 + 59_000) == []
+    core.on_timer(T0 + 60_000)
+    assert batch(core.handle(SenderReady(), T0 + 60_000)).requests == (txs.CancelAllReq(255, 1, T0 + 370_000),)
 
 
-# --- missing secrets ---------------------------------------------------------------------------------------
+def test_a_lost_maker_heartbeat_cancels_the_maker_quotes_once() -> None:
+    core = ready_core(heartbeat_timeout_ms=3_000)
+    a, b = intent(1), intent(2, is_ask=True)
+    done(core, take(core, a, b))
+    core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0))), T0 + 1_000)
+    assert core.outbox == type(core.outbox)()
+    core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0 + 3_000))), T0 + 3_001)
+    s = batch(core.handle(SenderReady(), T0 + 3_001))
+    assert sorted(t.coi for t in s.batch.txs) == sorted([a.client_order_index, b.client_order_index])
+    core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0 + 3_000))), T0 + 3_100)
+    assert core.stats.heartbeat_cancels == 1
+
+
+# --- lanes ---------------------------------------------------------------------------------------------
+def test_two_lanes_send_side_by_side_but_a_cancel_waits_for_its_place() -> None:
+    core = ready_core(keys=(4, 5))
+    first = take(core, intent(1))
+    assert first.batch.lane == 4
+    core.handle(IntentIn(cancel(1), "c-0"), T0)
+    core.handle(IntentIn(intent(2), "p-0"), T0)
+    second = batch(core.handle(SenderReady(), T0))
+    assert second.batch.lane == 5 and [t.action for t in second.batch.txs] == ["place"]   # the cancel waits
+    done(core, first)
+    third = batch(core.handle(SenderReady(), T0))
+    assert third.batch.lane == 4 and [t.action for t in third.batch.txs] == ["cancel"]
+
+
+def test_a_lane_in_doubt_does_not_stop_the_others() -> None:
+    core = ready_core(keys=(4, 5))
+    done(core, take(core, intent(1)), TIMEOUT)
+    s = take(core, intent(2))
+    assert s.batch.lane == 5
+
+
+# --- reconcile and the account stream ----------------------------------------------------------------
+def test_reconcile_publishes_the_snapshot_and_closes_ghosts() -> None:
+    core = ready_core(reconcile_every_ms=30_000)
+    it = intent(1)
+    done(core, take(core, it))
+    assert core.ledger.exposure(False) == 64
+    cmds = core.handle(ReconcileDone(snapshot(T0 + 60_000)), T0 + 60_000)
+    assert of(cmds, PublishAccount) and ForgetOpen(it.client_order_index) in cmds
+    assert core.ledger.exposure(False) == 0
+    assert not of(core.on_timer(T0 + 89_000), FetchReconcile)
+    assert of(core.on_timer(T0 + 90_000), FetchReconcile)
+
+
+def test_an_account_gap_asks_for_a_reconcile_now() -> None:
+    core = ready_core(reconcile_every_ms=30_000)
+    core.handle(AccountIn(AccountGap(reason="reconnect", ts_ms=T0)), T0 + 10)
+    (rec,) = of(core.on_timer(T0 + 10), FetchReconcile)
+    assert "reconnect" in rec.reason
+
+
+def test_fills_map_back_to_intents_once() -> None:
+    core = ready_core()
+    it = intent(1)
+    done(core, take(core, it))
+    f = Fill(market_id=2, trade_id=9, order_index=5, client_order_index=it.client_order_index, is_ask=False,
+             is_maker=True, price=140_000, size=64, ts_ms=T0)
+    ev = events(core.handle(AccountIn(f), T0))[0]
+    assert (ev.kind, ev.intent_id, ev.source, ev.trace["signed"]) == ("fill", it.intent_id, "maker", 10)
+    assert core.handle(AccountIn(f), T0) == []                # the same trade id is counted once
+
+
 def test_without_signer_nothing_is_ever_sent() -> None:
-    core = GatewayCore(EXPIRY_MS, 3600, signer_problem="missing LIGHTER_API_PRIVATE_KEY")
+    core = GatewayCore(Limits(), (KEY,), signer_problem="missing LIGHTER_API_PRIVATE_KEY")
+    core.handle(LeaseRead(True), T0)
     core.handle(KillRead(None), T0)
-    core.handle(NonceFetched(1), T0)
-    cmds = core.handle(IntentIn(intent(), "1-0"), T0)
-    (ev,) = events(cmds)
-    assert ev.kind == "error" and "LIGHTER_API_PRIVATE_KEY" in ev.message
-    core.handle(KillRead("x"), T0)
-    core.handle(Stopping(), T0)
+    ev = events(core.handle(IntentIn(intent(), "1-0"), T0))[0]
+    assert ev.kind == "not_sent" and "LIGHTER_API_PRIVATE_KEY" in ev.message
     assert core.handle(SenderReady(), T0) == [] and core.on_timer(T0) == []
 
 
-# --- account stream -----------------------------------------------------------------------------------------
-def test_fills_and_cancels_map_back_to_intents() -> None:
-    core = ready_core()
-    it = intent()
-    core.handle(IntentIn(it, "1-0"), T0)
-    done(core, sign(core.handle(SenderReady(), T0)))
-    fill = Fill(market_id=2, trade_id=9, order_index=1 << 48, client_order_index=it.client_order_index, is_ask=False,
-                is_maker=True, price=140_000, size=20, ts_ms=T0)
-    (ev,) = events(core.handle(AccountIn(fill), T0 + 50))
-    assert (ev.kind, ev.intent_id, ev.size, ev.message) == ("fill", it.intent_id, 20, "maker")
-    assert ev.trace == {"maker": 111, "signed": 10, "sent": 20}
-    upd = OrderUpdate(market_id=2, order_index=1 << 48, client_order_index=it.client_order_index, is_ask=False,
-                      price=140_000, initial_size=64, remaining_size=44, filled_size=20, status="canceled-post-only",
-                      ts_ms=T0)
-    cmds = core.handle(AccountIn(upd), T0 + 60)
-    assert of(cmds, ForgetOpen) == [ForgetOpen(it.client_order_index)]
-    (ev,) = events(cmds)
-    assert (ev.kind, ev.intent_id, ev.message, ev.size) == ("canceled", it.intent_id, "canceled-post-only", 44)
-    assert it.client_order_index not in core.live
-
-
-def test_unknown_orders_map_through_the_minting_source() -> None:
-    core = ready_core()
-    coi = (T0 << 7) | 2                                                 # hedger-minted, from a previous run
-    fill = Fill(market_id=2, trade_id=9, order_index=1, client_order_index=coi, is_ask=True, is_maker=False,
-                price=1, size=1, ts_ms=T0)
-    (ev,) = events(core.handle(AccountIn(fill), T0))
-    assert ev.intent_id == f"hedger-{coi}" and ev.source == "hedger" and ev.trace == {}
-    upd = OrderUpdate(market_id=2, order_index=1, client_order_index=coi, is_ask=True, price=1, initial_size=1,
-                      remaining_size=0, filled_size=1, status="filled", ts_ms=T0)
-    assert core.handle(AccountIn(upd), T0) == [ForgetOpen(coi)]        # filled: forget, no extra event
-
-
-def test_duplicate_delivery_is_acked_and_ignored() -> None:
-    core = ready_core()
-    assert core.handle(IntentIn(intent(), "1-0"), T0) == []
-    assert core.handle(IntentIn(intent(), "1-0"), T0) == [Ack("1-0")]
-    assert len(core.outbox) == 1
-
-
-# --- timers ------------------------------------------------------------------------------------------------
 def test_auth_token_is_minted_at_half_its_lifetime() -> None:
-    core = ready_core()
-    assert of(core.on_timer(T0), MintAuthToken) == [MintAuthToken(3600)]
-    assert of(core.on_timer(T0 + 1_799_999), MintAuthToken) == []
-    assert of(core.on_timer(T0 + 1_800_000), MintAuthToken) == [MintAuthToken(3600)]
-
-
-def test_startup_cancel_all_is_verified_once() -> None:
-    core = ready_core()
-    assert of(core.on_timer(T0 + 299), CheckActiveOrders) == []
-    assert of(core.on_timer(T0 + 300), CheckActiveOrders) == [CheckActiveOrders()]
-    core.handle(ActiveOrders(0), T0 + 310)
-    assert core.stats.venue_open_orders == 0
-    assert of(core.on_timer(T0 + 60_000), CheckActiveOrders) == []      # kill clear: no periodic polling
+    core = ready_core(auth_token_ttl_s=600)
+    assert of(core.on_timer(T0), MintAuthToken) == []        # minted during ready_core's first timer
+    assert of(core.on_timer(T0 + 299_999), MintAuthToken) == []
+    assert of(core.on_timer(T0 + 300_000), MintAuthToken) == [MintAuthToken(600)]
 
 
 def test_send_reply_classification() -> None:
-    assert classify(200, b'{"code":200,"message":"m","tx_hash":"ff"}') == SendResult("ok", 200, "m", "ff", 200)
-    r = classify(400, b'{"code":21104,"message":"invalid nonce"}')
-    assert r.outcome == "rejected" and r.invalid_nonce and r.resync_nonce
-    r = classify(400, b'{"code":21728,"message":"client order index already exists"}')
-    assert r.outcome == "rejected" and not r.resync_nonce
-    r = classify(200, b"not json")
-    assert r.outcome == "ambiguous" and r.malformed and r.resync_nonce
-    assert classify(500, b'{"code":29500,"message":"x"}').outcome == "ambiguous"
-    assert no_answer("timeout").http_status == 0
-
-
-def test_kill_seen_at_send_refuses_the_place_and_flattens() -> None:
-    """The flag set between two polls: found in the same round trip as the open-order record, the
-    place is never signed, it is reported ``killed`` and the kill's cancel-all goes next."""
-    core = ready_core()
-    core.handle(IntentIn(intent(1), "1-0"), T0)
-    cmds = core.handle(SenderReady(), T0)
-    place = sign(cmds)
-    assert of(cmds, RecordOpen) and place.tx.action == "place"
-    out = core.handle(KillSeenAtSend(place.tx, "manual"), T0 + 1)
-    (ev,) = events(out)
-    assert ev.kind == "killed" and "manual" in ev.message and of(out, ForgetOpen) and of(out, Ack)
-    assert core.kill == "set" and core.in_flight is None
-    nxt = sign(core.handle(SenderReady(), T0 + 1))
-    assert nxt.tx.intent is None and nxt.tx.reason == "kill"
+    ok = classify(200, b'{"code":200,"message":"m","tx_hash":"aa"}')
+    assert (ok.outcome, ok.tx_hash) == ("ok", "aa")
+    assert classify(200, b'{"code":21739,"message":"x"}').outcome == "rejected"
+    assert classify(429, b'{"code":23000,"message":"x"}').rate_limited
+    assert classify(502, b"<html>").outcome == "ambiguous" and classify(502, b"<html>").malformed
+    assert classify(400, b'{"code":21104,"message":"invalid nonce"}').invalid_nonce
+    assert no_answer("t").outcome == "ambiguous"

@@ -1,4 +1,7 @@
-"""Lighter WebSocket payloads -> ``shared.schemas`` messages (pure, exact).
+"""Lighter WebSocket and REST payloads -> ``shared.schemas`` messages (pure, exact).
+
+Shared by the feed (WS channels) and the gateway (REST reconcile): Lighter uses one shape for an
+order, a trade and a position on both.
 
 Lighter prints prices and sizes as decimal strings in the market's decimals; they become integer
 ticks/lots here, by string arithmetic (no float, no rounding). Anything that does not have the shape
