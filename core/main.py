@@ -161,6 +161,12 @@ class Supervisor:
                 try:
                     async with s.get(c.health_url, timeout=aiohttp.ClientTimeout(total=1)) as r:
                         out[c.name] = {"status": "ok" if r.status == 200 else "unhealthy", "http": r.status}
+                        try:   # a service's own state and reason (e.g. "degraded: account channels down")
+                            body = await r.json(content_type=None)
+                        except (ValueError, aiohttp.ClientError):
+                            body = None
+                        if isinstance(body, dict) and body.get("state"):
+                            out[c.name].update(state=body["state"], reason=body.get("reason", ""))
                         ok &= r.status == 200
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     out[c.name] = {"status": "down"}

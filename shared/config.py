@@ -55,6 +55,7 @@ class TrendConfig(Section):
 
 
 class MakerConfig(Section):
+    degraded_after_s: Decimal = Field(Decimal("30"), gt=0, le=3600)  # every quote refused this long, none resting: degraded
     size: Decimal = Decimal("0.064")
     size_min: Decimal = Decimal("0.061")
     size_max: Decimal = Decimal("0.072")
@@ -91,6 +92,7 @@ class HedgerConfig(Section):
 
 
 class GuardConfig(Section):
+    degraded_after_s: Decimal = Field(Decimal("30"), gt=0, le=3600)  # every place vetoed this long, none resting: degraded
     enabled: bool = True
     max_position_units: Decimal = Decimal("0.2")
     max_inventory_notional: Decimal = Decimal("35")

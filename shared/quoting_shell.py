@@ -32,7 +32,9 @@ from shared.bus import Entry, GroupConsumer, TailReader
 from shared.config import Settings
 from shared.markets import MarketSpec
 from shared.runtime import REDIS_ERRORS, Runtime
-from shared.schemas import BookTop, Msg, Source, encode
+from shared.ledger import RESTING, OrderLedger
+from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
+from shared.starvation import Starvation
 
 from shared.commands import Cancel, Command, Note, Place, Reject, to_intent
 from shared.quoting_metrics import INTENTS, REJECTED_INPUT
@@ -43,6 +45,7 @@ class Core(Protocol):
     spec: MarketSpec
     mode: str
     book_ts_ms: int | None
+    ledger: OrderLedger
 
     def handle(self, event: Msg, now_ms: int) -> list[Command]: ...
     def on_timer(self, now_ms: int) -> list[Command]: ...
@@ -79,6 +82,7 @@ class QuotingShell:
         self.last_account_s: float | None = None
         self.intents: Tally[str] = Tally()
         self.dead_letters = 0
+        self.starved = Starvation(int(settings.maker.degraded_after_s * 1000))
 
     # --- Service protocol -----------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -101,6 +105,7 @@ class QuotingShell:
             else:
                 await self._apply(rt, book, None)
         await self._cancel_leftovers(rt)
+        await r.set(keys.RECONCILE_REQUEST, f"{self.name} start")   # a restarted ledger learns the venue's truth now
         self.started = True
         self.log.info("%s started: market %d, account stream %s, dry_run=%s", self.name, self.core.market_id,
                       self.acct_stream, self.dry_run)
@@ -138,9 +143,26 @@ class QuotingShell:
         ns = clock.now_ns()
         await self._execute(rt, self.core.shutdown(ns // 1_000_000), ns, None, None)
 
+    def problems(self, now: float) -> list[str]:
+        """Why this service cannot do its job now (empty: it can)."""
+        now_ms = int(now * 1000)
+        out = []
+        if not self.core.fresh(now_ms):
+            ts = self.core.book_ts_ms
+            out.append("no book yet" if ts is None else f"book stale ({now - ts / 1000:.1f} s old)")
+        if not self.core.ledger.position_known:
+            out.append("position unknown (no account data yet)")
+        starved = self.starved.problem(now_ms)
+        if starved:
+            out.append(starved)
+        return out
+
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         ts = self.core.book_ts_ms
+        problems = self.problems(now) if self.started else ["starting"]
         detail: dict[str, Any] = {
+            "state": "degraded" if problems else "ok",
+            "reason": "; ".join(problems),
             **self.core.snapshot(),
             "book_age_s": None if ts is None else round(now - ts / 1000, 3),
             "last_intent_age_s": None if self.last_intent_s is None else round(now - self.last_intent_s, 3),
@@ -151,7 +173,7 @@ class QuotingShell:
         return self.started and self.core.fresh(int(now * 1000)), detail
 
     def ready(self) -> bool:
-        return self.started
+        return self.started and not self.problems(time.time())
 
     # --- loops ----------------------------------------------------------------------------------
     async def _book_step(self, rt: Runtime) -> None:
@@ -176,6 +198,7 @@ class QuotingShell:
 
     async def _apply(self, rt: Runtime, msg: Msg, entry: Entry | None) -> None:
         ns = clock.now_ns()
+        self._watch_starvation(msg, ns // 1_000_000)
         try:
             cmds = self.core.handle(msg, ns // 1_000_000)
         except Exception as e:  # noqa: BLE001 - one bad entry must not stop the service
@@ -214,6 +237,16 @@ class QuotingShell:
             elif isinstance(c, Note):
                 self.log.log(logging.WARNING if c.level == "warning" else logging.INFO, "%s", c.text)
         self.observe()
+
+    def _watch_starvation(self, msg: Msg, now_ms: int) -> None:
+        """Refusals of our own places, against anything of ours resting or accepted."""
+        if isinstance(msg, OrderEvent) and msg.source == self.name and msg.action == "place":
+            if msg.kind in ("veto", "reject", "killed", "stale", "not_sent"):
+                self.starved.refused(now_ms, f"{msg.kind}: {msg.message}")
+            elif msg.kind == "ack":
+                self.starved.trading()
+        if any(o.state in RESTING for o in self.core.ledger.live(self.name)):
+            self.starved.trading()
 
     def observe(self) -> None:
         """Refresh gauges after each decision; subclasses set their own."""

@@ -23,7 +23,8 @@ from shared.bus import Entry, GroupConsumer, TailReader
 from shared.cli import fail
 from shared.config import Settings
 from shared.runtime import REDIS_ERRORS, Runtime
-from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position
+from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
+from shared.starvation import Starvation
 
 from services.guard.core import (
     Approve,
@@ -47,7 +48,7 @@ POSITION = position_lots()
 
 MID_MAX_AGE_S = 10.0       # unhealthy when the mid is older than this while intents arrive
 KILL_REFRESH_S = 1.0       # re-read risk:kill at least this often even without intents (health)
-ACCOUNT_TYPES = (Position, OrderUpdate, Fill)
+ACCOUNT_TYPES = (Position, OrderUpdate, Fill, AccountGap, Reconcile)
 
 
 def _fields(msg: Msg) -> dict[str, str]:
@@ -77,6 +78,7 @@ class GuardService:
         self._last_ids: dict[str, tuple[int, int]] = {}
         self._started = False
         self._position_gauge = POSITION.labels(str(self.spec.market_id))
+        self.starved = Starvation(int(settings.guard.degraded_after_s * 1000))
 
     # --- Service protocol -------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -96,6 +98,7 @@ class GuardService:
         self.core.on_timer(now)
         await self._execute(rt, self.core.handle(Recovered(rec.known_verdicts), now))
         self._position_gauge.set(self.core.position)
+        await rt.redis.set(keys.RECONCILE_REQUEST, "guard start")   # the venue's truth for the rebuilt ledger
         self._started = True
         log.info("guard started: market %d, position %s %s, %d resting, enabled=%s", self.spec.market_id,
                  human(self.core.position, self.spec.size_decimals), self.spec.symbol, len(self.core.ledger.open_orders()),
@@ -109,7 +112,7 @@ class GuardService:
             log.warning("stopping with %d entries unhandled; they are re-read at the next start", len(self._inbox))
 
     def ready(self) -> bool:
-        return self._started
+        return self._started and self.starved.problem(clock.now_ms()) is None
 
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         c, dec = self.core, self.spec.size_decimals
@@ -124,9 +127,14 @@ class GuardService:
         intents_flowing = ages["intent"] is not None and ages["intent"] <= MID_MAX_AGE_S
         if intents_flowing and (ages["book"] is None or ages["book"] > MID_MAX_AGE_S):
             problems.append(f"mid older than {MID_MAX_AGE_S:g}s while intents arrive")
+        starved = self.starved.problem(int(now * 1000))
+        if starved:
+            problems.append(f"every place vetoed: {starved}")
         res = c.ledger.open_orders()
         fly = c.ledger.maybe_open()
         detail = {
+            "state": "degraded" if problems else "ok",
+            "reason": "; ".join(problems),
             "enabled": c.limits.enabled,
             "kill": {"set": c.kill is not None, "reason": c.kill, "readable": c.kill_known},
             "position": {"lots": c.position, "units": human(c.position, dec), "symbol": self.spec.symbol,
@@ -192,11 +200,15 @@ class GuardService:
             cmds = [Veto(it, "error", "error: guard internal error")]
         for c in cmds:
             if isinstance(c, Approve):
+                if it.action == "place":
+                    self.starved.trading()
                 VERDICTS.labels("approved", c.reason).inc()
                 log.debug("approved %s (%s)", it.intent_id, c.reason)
                 trace = {**it.trace, "guard": clock.now_ns()}
                 return keys.ORDERS_APPROVED, it.model_copy(update={"trace": trace})
             if isinstance(c, Veto):
+                if not self.core.ledger.open_orders():
+                    self.starved.refused(now, c.message)
                 VERDICTS.labels("vetoed", c.reason).inc()
                 log.info("vetoed %s %s %s: %s", it.intent_id, it.action, "ask" if it.is_ask else "bid", c.message)
                 trace = {**it.trace, "guard": clock.now_ns()}
