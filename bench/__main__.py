@@ -22,7 +22,8 @@ import orjson
 import yaml
 from redis.asyncio import Redis
 
-from bench.latency import hop_table, markdown
+from bench import floor
+from bench.latency import hop_table, markdown, percentile
 from services.venue.bench import machine as venue_machine
 from shared import keys
 from shared.cli import Parser
@@ -138,6 +139,23 @@ def run_system(seconds: float, offset: int) -> tuple[list[dict[str, int]], list[
     return traces, flats
 
 
+def isolated_redis_parts() -> dict[str, dict[str, float]]:
+    """Redis RTT and stream hand-off on a redis-server of their own (idle: nothing else on it)."""
+    import shutil
+    port = floor._free_port()
+    d = REPO / "var" / "bench-redis"
+    d.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(d), "--appendonly", "yes", "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        return asyncio.run(floor.redis_parts(f"redis://127.0.0.1:{port}/0"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main() -> None:
     p = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0, help="how long the system quotes (default 60)")
@@ -151,7 +169,15 @@ def main() -> None:
     print(markdown(table))
     print(f"\nSET risk:kill → last open order reported cancelled (ms, {len(flats)} kills): "
           + ", ".join(f"{x:.0f}" for x in sorted(flats)))
-    results: dict[str, object] = {"machine": machine(), "latency": table, "kill_to_flat_ms": flats, "ts": int(time.time())}
+    req = floor.requotes(traces)
+    live = {"n": len(req), "p50_ms": percentile(req, 50), "p99_ms": percentile(req, 99)}
+    parts = {**isolated_redis_parts(), **asyncio.run(floor.sign_and_batch())}
+    floor_row = floor.floor_table(parts, table["venue→feed"]["p50_ms"])
+    print(f"\nRequote floor (each part in isolation) and venue frame → requote sent ({len(req)} frame-driven requotes):\n")
+    print(floor.markdown(floor_row, live))
+    print("\nParts: " + ", ".join(f"{k} p50 {v['p50_ms']:.3f} / p99 {v['p99_ms']:.3f} ms" for k, v in parts.items()))
+    results: dict[str, object] = {"machine": machine(), "latency": table, "kill_to_flat_ms": flats, "ts": int(time.time()),
+                                  "requote": live, "floor": floor_row, "floor_parts": parts}
     if not a.skip_venue:
         out = subprocess.run([sys.executable, "-m", "services.venue.bench"], cwd=REPO, capture_output=True, text=True)
         print("\nVenue throughput:\n" + out.stdout)

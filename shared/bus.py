@@ -53,6 +53,22 @@ return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 """
 
 
+# KEYS[1] acked stream, KEYS[2..] each message's target stream; ARGV: minid, group, n acks, the ack ids,
+# then 3 field/value pairs per message. Every verdict of a batch and every XACK in one round trip.
+_PUBLISH_ALL_AND_ACK = """
+local nack = tonumber(ARGV[3])
+local base = 4 + nack
+for k = 2, #KEYS do
+  local b = base + (k - 2) * 6
+  redis.call('XADD', KEYS[k], 'MINID', '~', ARGV[1], '*', ARGV[b], ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5])
+end
+if nack == 0 then return 0 end
+local ids = {}
+for i = 1, nack do ids[i] = ARGV[3 + i] end
+return redis.call('XACK', KEYS[1], ARGV[2], unpack(ids))
+"""
+
+
 def _minid(now_ms: int) -> str:
     return f"{max(0, now_ms - keys.ORDER_STREAM_RETENTION_MS)}-0"
 
@@ -110,6 +126,19 @@ class Bus:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         await self._script("ack", _PUBLISH_AND_ACK)(keys=[stream, acked_stream],
                                                      args=[_minid(now_ms), group, entry_id, *_flat(encode(msg))])
+
+    async def publish_all_and_ack(self, out: list[tuple[str, Msg]], acked_stream: str, group: str,
+                                  entry_ids: list[str], now_ms: int | None = None) -> None:
+        """Messages to one or more streams, in order, plus the XACK of the entries they answer, in one
+        Lua call. The XACK comes last: a failing XADD acks nothing, so the entries are read again and
+        their (kept) verdicts resent; consumers dedupe by intent id."""
+        if not out and not entry_ids:
+            return
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str] = [_minid(now_ms), group, str(len(entry_ids)), *entry_ids]
+        for _, m in out:
+            args += _flat(encode(m))
+        await self._script("all", _PUBLISH_ALL_AND_ACK)(keys=[acked_stream, *(stream for stream, _ in out)], args=args)
 
     def _script(self, name: str, body: str) -> AsyncScript:
         if name not in self._scripts:

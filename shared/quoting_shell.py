@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -194,7 +195,9 @@ class QuotingShell:
 
     async def _timer_step(self, rt: Runtime) -> None:
         ns = clock.now_ns()
-        await self._execute(rt, self.core.on_timer(ns // 1_000_000), ns, None, None)
+        cmds = [replace(c, trace={**c.trace, "tick": ns}) if isinstance(c, (Place, Cancel)) else c
+                for c in self.core.on_timer(ns // 1_000_000)]   # "tick": decided on the timer, not on a frame
+        await self._execute(rt, cmds, ns, None, None)
 
     async def _apply(self, rt: Runtime, msg: Msg, entry: Entry | None) -> None:
         ns = clock.now_ns()

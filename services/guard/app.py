@@ -175,18 +175,30 @@ class GuardService:
             e = self._inbox[0]
             if e.stream != keys.ORDERS_INTENTS:
                 await self._apply_state(rt, e)
+                self._inbox.pop(0)
             elif not isinstance(e.msg, OrderIntent):
                 await self._reject_entry(rt, e, f"unexpected {e.msg.type} on {e.stream}")
+                self._inbox.pop(0)
             else:
-                out = self._decided.get(e.id)
-                if out is None:
-                    out = self._decided[e.id] = self._decide(e)
-                if out[0]:
-                    await rt.bus.publish_and_ack(out[0], out[1], e.stream, keys.GROUP_GUARD, e.id)
-                else:
-                    await self._consumer.ack(e.stream, e.id)
-                self._decided.pop(e.id, None)
-            self._inbox.pop(0)
+                await self._judge_run(rt)
+
+    async def _judge_run(self, rt: Runtime) -> None:
+        """The intents at the head of the inbox (a maker's requote arrives as one run): judged in order,
+        every verdict published and every entry acked in one Lua call, so the gateway reads them at once."""
+        run: list[Entry] = []
+        for e in self._inbox:
+            if e.stream != keys.ORDERS_INTENTS or not isinstance(e.msg, OrderIntent):
+                break
+            run.append(e)
+        for e in run:
+            if e.id not in self._decided:
+                self._decided[e.id] = self._decide(e)
+        out = [self._decided[e.id] for e in run]
+        await rt.bus.publish_all_and_ack([o for o in out if o[0]], keys.ORDERS_INTENTS, keys.GROUP_GUARD,
+                                         [e.id for e in run])
+        for e in run:
+            self._decided.pop(e.id, None)
+        del self._inbox[:len(run)]
 
     def _decide(self, entry: Entry) -> tuple[str, Msg]:
         """Judge one intent once; the result is kept until published (retries resend it unchanged)."""

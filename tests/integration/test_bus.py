@@ -100,6 +100,24 @@ async def test_publish_and_ack_never_acks_when_the_publish_fails(redis: Redis) -
     assert decode((await redis.xrange(keys.ORDERS_APPROVED))[0][1]) == e.msg
 
 
+async def test_publish_all_and_ack_answers_a_batch_in_order_and_acks_nothing_on_failure(redis: Redis) -> None:
+    bus = Bus(redis, "t")
+    c = GroupConsumer(bus, [keys.ORDERS_INTENTS], "g", "c", block_ms=10)
+    await c.ensure_groups()
+    await bus.publish_many(keys.ORDERS_INTENTS, [intent(i) for i in range(3)])
+    got = await c.read() + await c.read()
+    out = [(keys.ORDERS_APPROVED, got[0].msg), (keys.ORDERS_EVENTS, got[1].msg), (keys.ORDERS_APPROVED, got[2].msg)]
+    await redis.set(keys.ORDERS_EVENTS, "in the way")  # the second XADD fails with WRONGTYPE
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await bus.publish_all_and_ack(out, keys.ORDERS_INTENTS, "g", [e.id for e in got])
+    assert (await redis.xpending(keys.ORDERS_INTENTS, "g"))["pending"] == 3
+    await redis.delete(keys.ORDERS_EVENTS, keys.ORDERS_APPROVED)
+    await bus.publish_all_and_ack(out, keys.ORDERS_INTENTS, "g", [e.id for e in got])
+    assert (await redis.xpending(keys.ORDERS_INTENTS, "g"))["pending"] == 0
+    assert [decode(f).intent_id for _, f in await redis.xrange(keys.ORDERS_APPROVED)] == ["maker-0", "maker-2"]  # type: ignore[attr-defined]
+    assert [decode(f).intent_id for _, f in await redis.xrange(keys.ORDERS_EVENTS)] == ["maker-1"]  # type: ignore[attr-defined]
+
+
 async def test_publish_many_keeps_order_in_one_call(redis: Redis) -> None:
     bus = Bus(redis, "t")
     await bus.publish_many(keys.ORDERS_INTENTS, [intent(i) for i in range(4)])
