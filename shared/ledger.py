@@ -153,6 +153,9 @@ class OrderLedger:
             if not o.terminal and (source is None or o.source == source) and (market_id is None or o.market_id == market_id):
                 yield o
 
+    def knows_trade(self, trade_id: int) -> bool:
+        return trade_id in self._trade_ids
+
     def open_orders(self, source: str | None = None) -> list[Order]:
         """Orders the venue says rest (open, partially filled, or being cancelled)."""
         return [o for o in self.live(source) if o.state in RESTING]

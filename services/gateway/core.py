@@ -1014,7 +1014,13 @@ class GatewayCore:
         self.stats.venue_open_orders = sum(1 for o in snap.orders if o.status in ("open", "pending", "in-progress"))
         self._reconcile_due_ms = now_ms + self.limits.reconcile_every_ms
         self._reconcile_reason, self._reconcile_since_ms = "periodic", max(0, snap.as_of_ms - 120_000)
-        cmds: list[Command] = [PublishAccount(snap)]
+        # every ledger reads the account stream the gateway reads: what this one already knows, they do too,
+        # so the published snapshot carries only the news (active orders always: they are the check)
+        news = snap.model_copy(update={
+            "orders": [o for o in snap.orders if o.status in ("open", "pending", "in-progress")
+                       or ((mine := self.ledger.get(o.client_order_index)) is not None and not mine.terminal)],
+            "fills": [f for f in snap.fills if not self.ledger.knows_trade(f.trade_id)]})
+        cmds: list[Command] = [PublishAccount(news)]
         for t in self.ledger.on_reconcile(snap, now_ms):
             if t.after.value in ("filled", "canceled", "expired"):
                 self.live.pop(t.coi, None)

@@ -499,3 +499,26 @@ def test_send_reply_classification() -> None:
     assert classify(502, b"<html>").outcome == "ambiguous" and classify(502, b"<html>").malformed
     assert classify(400, b'{"code":21104,"message":"invalid nonce"}').invalid_nonce
     assert no_answer("t").outcome == "ambiguous"
+
+
+def test_the_published_snapshot_carries_only_news() -> None:
+    """Every ledger reads the stream the gateway reads: orders it knows ended and fills it has seen are
+    left out (a day of reconciles stays small); active orders are always in."""
+    core = ready_core()
+    live, gone = intent(1), intent(2)
+    done(core, take(core, live, gone))
+    f = Fill(market_id=2, trade_id=9, order_index=5, client_order_index=gone.client_order_index, is_ask=False,
+             is_maker=True, price=140_000, size=64, ts_ms=T0)
+    core.handle(AccountIn(f), T0)
+
+    def upd(it: OrderIntent, status: str, remaining: int) -> OrderUpdate:
+        return OrderUpdate(market_id=2, order_index=5, client_order_index=it.client_order_index, is_ask=False,
+                           price=140_000, initial_size=64, remaining_size=remaining, filled_size=64 - remaining,
+                           status=status, ts_ms=T0)
+    core.handle(AccountIn(upd(gone, "filled", 0)), T0)
+    old = intent(3)
+    snap = snapshot(T0 + 60_000, orders=[upd(live, "open", 64), upd(gone, "filled", 0), upd(old, "canceled", 64)],
+                    fills=[f, f.model_copy(update={"trade_id": 10, "client_order_index": live.client_order_index})])
+    (pub,) = of(core.handle(ReconcileDone(snap), T0 + 60_000), PublishAccount)
+    assert [o.client_order_index for o in pub.msg.orders] == [live.client_order_index]
+    assert [x.trade_id for x in pub.msg.fills] == [10]
