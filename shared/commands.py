@@ -39,6 +39,19 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class Modify:
+    """Move one of our live orders in place (``ModifyOrder``): ``size`` is the new *total* size (filled
+    part included, as Lighter wants it); the order keeps its client_order_index."""
+
+    coi: int
+    intent_id: str
+    is_ask: bool
+    price: int
+    size: int
+    trace: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """The input event is malformed: the shell counts, logs and dead-letters it."""
 
@@ -53,13 +66,14 @@ class Note:
     level: Literal["info", "warning"] = "info"
 
 
-Command = Union[Place, Cancel, Reject, Note]
+Command = Union[Place, Cancel, Modify, Reject, Note]
+Order = (Place, Cancel, Modify)   # the commands that become intents
 
 STRAY_GRACE_MS = 500  # a producer's own order it does not want is cancelled once known this long
                       # (replayed account history often reports an order's end right after its start)
 
 
-def to_intent(cmd: Place | Cancel, source: Source, market_id: int, now_ms: int, now_ns: int,
+def to_intent(cmd: Place | Cancel | Modify, source: Source, market_id: int, now_ms: int, now_ns: int,
               ttl_ms: int) -> OrderIntent:
     """The ``OrderIntent`` for a command decided at ``now_ms``/``now_ns``."""
     trace = {**cmd.trace, source: now_ns}
@@ -67,6 +81,10 @@ def to_intent(cmd: Place | Cancel, source: Source, market_id: int, now_ms: int, 
         return OrderIntent(intent_id=cmd.intent_id, source=source, action="place", market_id=market_id,
                            client_order_index=cmd.coi, is_ask=cmd.is_ask, price=cmd.price, size=cmd.size,
                            order_type="limit", tif=cmd.tif, reduce_only=cmd.reduce_only,
+                           created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)
+    if isinstance(cmd, Modify):
+        return OrderIntent(intent_id=cmd.intent_id, source=source, action="modify", market_id=market_id,
+                           client_order_index=cmd.coi, is_ask=cmd.is_ask, price=cmd.price, size=cmd.size,
                            created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)
     return OrderIntent(intent_id=cmd.intent_id, source=source, action="cancel", market_id=market_id,
                        client_order_index=cmd.coi, created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)

@@ -65,6 +65,7 @@ class MakerConfig(Section):
     spread_bps: Decimal = Decimal("10")          # half-spread around mid
     requote_bps: Decimal = Decimal("3")          # move a quote only when the target moved this much
     min_requote_interval_s: Decimal = Decimal("1.0")
+    modify_requotes: bool = True                 # move a live quote with ModifyOrder (one tx) instead of cancel + place
     quote_ttl_ms: int = 5_000                    # intents older than this are stale at the gateway
     max_book_age_s: Decimal = Decimal("5")       # pull quotes when the book is older than this
     dry_run: bool = False

@@ -110,7 +110,7 @@ class Order:
         """Lots that may still fill: the larger of the live size and a pending modify's size."""
         if self.terminal:
             return 0
-        return max(self.remaining, self.modify_to[1] if self.modify_to else 0)
+        return max(self.remaining, self.modify_to[1] - self.filled if self.modify_to else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +261,14 @@ class OrderLedger:
         if o is not None:
             self.on_intent(OrderIntent(intent_id=f"cancel-{coi}", source="operator", action="cancel",
                                        market_id=o.market_id, client_order_index=coi, created_ms=now_ms), now_ms)
+
+    def modify_sent(self, coi: int, price: int, size: int, now_ms: int) -> None:
+        """A producer's own modify of ``coi`` to ``price`` and total ``size``, recorded as it is published."""
+        o = self.orders.get(coi)
+        if o is not None:
+            self.on_intent(OrderIntent(intent_id=f"modify-{coi}", source="operator", action="modify",
+                                       market_id=o.market_id, client_order_index=coi, is_ask=o.is_ask, price=price,
+                                       size=size, created_ms=now_ms), now_ms)
 
     def on_event(self, e: OrderEvent, now_ms: int) -> list[Transition]:
         """A verdict (guard) or an outcome (gateway) on ``orders:events``."""

@@ -37,7 +37,8 @@ from shared.ledger import RESTING, OrderLedger
 from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
 from shared.starvation import Starvation
 
-from shared.commands import Cancel, Command, Note, Place, Reject, to_intent
+from shared.commands import Order as ORDER_COMMANDS
+from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
 from shared.quoting_metrics import INTENTS, REJECTED_INPUT
 
 
@@ -195,7 +196,7 @@ class QuotingShell:
 
     async def _timer_step(self, rt: Runtime) -> None:
         ns = clock.now_ns()
-        cmds = [replace(c, trace={**c.trace, "tick": ns}) if isinstance(c, (Place, Cancel)) else c
+        cmds = [replace(c, trace={**c.trace, "tick": ns}) if isinstance(c, ORDER_COMMANDS) else c
                 for c in self.core.on_timer(ns // 1_000_000)]   # "tick": decided on the timer, not on a frame
         await self._execute(rt, cmds, ns, None, None)
 
@@ -213,12 +214,12 @@ class QuotingShell:
                        msg: Msg | None) -> None:
         now_ms = now_ns // 1_000_000
         intents = [to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms)
-                   for c in cmds if isinstance(c, (Place, Cancel))]
+                   for c in cmds if isinstance(c, ORDER_COMMANDS)]
         if intents and not self.dry_run:  # one round trip, in order, all or none
             await rt.bus.publish_many(keys.ORDERS_INTENTS, intents, now_ms)
         published = iter(intents)
         for c in cmds:
-            if isinstance(c, (Place, Cancel)):
+            if isinstance(c, ORDER_COMMANDS):
                 intent = next(published)
                 if self.dry_run:  # the cores emit nothing in dry-run; this is the second lock
                     self.log.info("dry-run: not publishing %s", intent.model_dump_json())
@@ -227,8 +228,13 @@ class QuotingShell:
                 self.intents[intent.action] += 1
                 self.last_intent_s = time.time()
                 spec = self.core.spec
-                what = (f"{'ask' if c.is_ask else 'bid'} {spec.size_str(c.size)}@{spec.price_str(c.price)} {c.tif}"
-                        f"{' reduce-only' if c.reduce_only else ''}" if isinstance(c, Place) else c.reason)
+                if isinstance(c, Place):
+                    what = (f"{'ask' if c.is_ask else 'bid'} {spec.size_str(c.size)}@{spec.price_str(c.price)} {c.tif}"
+                            f"{' reduce-only' if c.reduce_only else ''}")
+                elif isinstance(c, Modify):
+                    what = f"{'ask' if c.is_ask else 'bid'} to {spec.size_str(c.size)}@{spec.price_str(c.price)} in place"
+                else:
+                    what = c.reason
                 self.log.info("%s %s coi=%d %s", intent.action, intent.intent_id, intent.client_order_index, what)
             elif isinstance(c, Reject):
                 REJECTED_INPUT.labels(self.name).inc()

@@ -232,13 +232,15 @@ class GuardCore:
             self.known_verdicts.discard(it.intent_id)
             self.duplicates += 1
             return [Duplicate(it)]
-        if it.action != "place":
+        if it.action in ("cancel", "cancel_all"):
             self.ledger.on_intent(it, now_ms)   # a cancel keeps counting the order until the venue confirms
             return [self._approve(it, "cancel")]
         if not self.kill_known:
             return [self._veto(it, "kill", "kill: risk:kill unreadable")]
         if self.kill is not None:
             return [self._veto(it, "kill", f"kill: {self.kill}")]
+        if it.action == "modify":
+            return [self._modify(it, now_ms)]
         if not self.limits.enabled:
             self._track(it, now_ms)
             return [self._approve(it, "disabled")]
@@ -248,28 +250,42 @@ class GuardCore:
         self._track(it, now_ms)
         return [self._approve(it, "ok")]
 
-    def _check_place(self, it: OrderIntent, now_ms: int) -> Veto | None:
+    def _modify(self, it: OrderIntent, now_ms: int) -> Approve | Veto:
+        """A modify is judged like the order it becomes: same checks, its old size no longer counted."""
+        o = self.ledger.get(it.client_order_index)
+        if o is None or o.terminal or o.is_ask != it.is_ask:
+            return self._veto(it, "invalid", f"invalid: modify of {it.client_order_index}, not a live order on that side")
+        if self.limits.enabled:
+            veto = self._check_place(it, now_ms, replacing=o.coi, new_lots=it.size - o.filled)
+            if veto is not None:
+                return veto
+        self.ledger.on_intent(it, now_ms)   # counts the larger of old and new size until the venue shows it
+        return self._approve(it, "ok" if self.limits.enabled else "disabled")
+
+    def _check_place(self, it: OrderIntent, now_ms: int, replacing: int = 0, new_lots: int | None = None) -> Veto | None:
+        """Rules for a place, or for a modify of ``replacing`` to ``new_lots`` still to fill."""
         spec, lim, sym = self.spec, self.limits, self.spec.symbol
+        lots = it.size if new_lots is None else new_lots
         if it.market_id != spec.market_id:
             return self._veto(it, "market", f"market: intent for market {it.market_id}, guard runs {spec.market_id}")
-        if it.price <= 0 or it.size <= 0:
+        if it.price <= 0 or it.size <= 0 or lots <= 0:
             return self._veto(it, "invalid", f"invalid: price {it.price} size {it.size}")
-        if self.ledger.get(it.client_order_index) is not None:
+        if not replacing and self.ledger.get(it.client_order_index) is not None:
             return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} already in use")
         if it.created_ms + it.ttl_ms < now_ms:
             return self._veto(it, "stale", "stale")
         if not self.position_known:
             return self._veto(it, "position", "position: unknown (no account data yet)")
-        if would_self_trade(it.is_ask, it.price, self.own_orders()):
+        if would_self_trade(it.is_ask, it.price, [o for o in self.own_orders() if o.client_order_index != replacing]):
             return self._veto(it, "self-trade", "self-trade")
         if it.is_ask:
-            worst = worst_short(self.effective_position, self.open_lots(True), it.size)
+            worst = worst_short(self.effective_position, self.ledger.exposure(True, exclude=(replacing,)), lots)
             if worst < -lim.max_position_lots:
                 return self._veto(it, "position", f"position: worst short {human(worst, spec.size_decimals)} "
                                                   f"< -{lim.max_position_human} {sym}")
             exposure, side = max(-worst, 0), "short"
         else:
-            worst = worst_long(self.effective_position, self.open_lots(False), it.size)
+            worst = worst_long(self.effective_position, self.ledger.exposure(False, exclude=(replacing,)), lots)
             if worst > lim.max_position_lots:
                 return self._veto(it, "position", f"position: worst long {human(worst, spec.size_decimals)} "
                                                   f"> max {lim.max_position_human} {sym}")

@@ -42,8 +42,8 @@ from shared.config import MakerConfig, Settings
 from shared.ids import IdMint
 from shared.markets import MarketSpec, round_down
 from shared.books import book_problem
-from shared.commands import STRAY_GRACE_MS, Cancel, Command, Note, Place, Reject
-from shared.ledger import RESTING, OrderLedger, Transition
+from shared.commands import STRAY_GRACE_MS, Cancel, Command, Modify, Note, Place, Reject
+from shared.ledger import RESTING, OrderLedger, State, Transition
 from shared.schemas import BookTop, Msg
 
 from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps,
@@ -97,7 +97,7 @@ class MakerCore:
         self.quotes: dict[bool, Slot] = {}           # is_ask -> our quote on that side
         self.last_place_ms: dict[bool, int] = {}
         self.targets: dict[bool, Target] = {}
-        self.counts = {"place": 0, "cancel": 0, "failed": 0, "rejected_input": 0}
+        self.counts = {"place": 0, "modify": 0, "cancel": 0, "failed": 0, "rejected_input": 0}
 
     @classmethod
     def from_settings(cls, s: Settings) -> "MakerCore":
@@ -231,6 +231,10 @@ class MakerCore:
                 continue
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
+            if (q is not None and live is not None and self.cfg.modify_requotes and live.state in (State.OPEN, State.PARTIAL)
+                    and live.modify_to is None and live.cancel_attempts == 0):
+                cmds.append(self._modify(q, live.filled, want, now_ms))
+                continue
             if q is not None:
                 cmds.append(self._cancel(q, now_ms, "requote"))
             cmds.append(self._place(is_ask, want, now_ms))
@@ -273,6 +277,14 @@ class MakerCore:
         self.last_place_ms[is_ask] = now_ms
         self.counts["place"] += 1
         return Place(coi, iid, is_ask, t.price, t.size, "post_only", False, dict(self.trace))
+
+    def _modify(self, q: Slot, filled: int, t: Target, now_ms: int) -> Modify:
+        """A live quote moves in place: one tx instead of two; the total size keeps what already filled."""
+        iid = self.mint.intent_id(self.mint.next_coi(now_ms))
+        self.ledger.modify_sent(q.coi, t.price, filled + t.size, now_ms)
+        self.last_place_ms[q.is_ask] = now_ms
+        self.counts["modify"] += 1
+        return Modify(q.coi, iid, q.is_ask, t.price, filled + t.size, dict(self.trace))
 
     def _cancel(self, q: Slot, now_ms: int, reason: str) -> Cancel:
         del self.quotes[q.is_ask]

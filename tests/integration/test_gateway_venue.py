@@ -475,3 +475,21 @@ async def test_a_second_gateway_stands_by_while_the_lease_is_held(
     await send(redis, ok)
     assert (await wait_event(redis, ok.intent_id)).kind == "ack"
     assert second.signal(signal.SIGTERM) == 0
+
+
+async def test_a_modify_moves_the_order_in_place(redis: Redis, gateways: Callable[..., GatewayProc],
+                                                 account: VenueAccount, view: VenueView) -> None:
+    gw = gateways(account)
+    await gw.wait_ready()
+    bid = place()
+    await send(redis, bid)
+    assert (await wait_event(redis, bid.intent_id)).kind == "ack"
+    await view.wait_active(lambda o: len(o) == 1)
+    moved = place(BID + 1_000, SIZE + 20, action="modify", client_order_index=bid.client_order_index,
+                  intent_id="maker-modify-1")
+    await send(redis, moved)
+    assert (await wait_event(redis, "maker-modify-1")).kind == "ack"
+    orders = await view.wait_active(lambda o: len(o) == 1 and o[0]["price"] == "106.000")
+    assert [(int(o["client_order_index"]), o["price"], o["remaining_base_amount"]) for o in orders] == [
+        (bid.client_order_index, "106.000", "0.120")]
+    assert gw.signal(signal.SIGTERM) == 0

@@ -398,3 +398,33 @@ def test_core_module_is_pure() -> None:
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not mods & {"asyncio", "redis", "time", "random", "datetime", "aiohttp"}, (name, mods)
+
+
+# --- modify in place -----------------------------------------------------------------------------------
+def modify(it: OrderIntent, price: int, size: int) -> OrderIntent:
+    return it.model_copy(update={"intent_id": f"{it.intent_id}-m{price}", "action": "modify", "price": price,
+                                 "size": size})
+
+
+def test_a_modify_is_judged_like_the_order_it_becomes_without_its_old_size() -> None:
+    c = make_core()
+    bid = place(174_000, 150)
+    approved(c, bid)
+    c.handle(update(bid.client_order_index, 174_000, 150, is_ask=False), NOW)
+    assert approved(c, modify(bid, 174_100, 200)) == "ok"          # 200 alone is at the limit: old 150 not added
+    assert c.open_lots(False) == 200
+    c.handle(update(bid.client_order_index, 174_100, 200, is_ask=False), NOW)
+    assert "worst long 0.201" in vetoed(c, modify(bid, 174_100, 201))
+
+
+def test_a_modify_is_vetoed_when_killed_crossing_or_not_live() -> None:
+    c = make_core()
+    bid, ask = place(174_000, 50), place(176_000, 50, is_ask=True)
+    for it in (bid, ask):
+        approved(c, it)
+        c.handle(update(it.client_order_index, it.price, 50, is_ask=it.is_ask), NOW)
+    assert vetoed(c, modify(bid, 176_000, 50)) == "self-trade"         # onto our own ask
+    assert approved(c, modify(ask, 175_500, 50)) == "ok"               # not against itself
+    assert vetoed(c, modify(place(1, 1), 174_000, 50)).startswith("invalid: modify")
+    c.handle(KillState("manual"), NOW)
+    assert vetoed(c, modify(bid, 173_000, 50)) == "kill: manual"

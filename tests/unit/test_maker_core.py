@@ -8,7 +8,7 @@ from typing import Any
 from shared.config import MakerConfig, Settings, TrendConfig, VolatilityConfig
 from shared.ids import IdMint
 from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
-from shared.commands import Cancel, Command, Note, Place, Reject, to_intent
+from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
 from services.maker.core import MakerCore
 
 
@@ -347,3 +347,27 @@ def test_snapshot_for_health() -> None:
     s = c.snapshot()
     assert s["mode"] == "quoting" and s["position"] == -5 and len(s["quotes"]) == 2
     assert {"vol_bps", "trend_bps", "half_spread_bps", "counts"} <= s.keys()
+
+
+def test_a_live_quote_moves_in_place_with_one_modify() -> None:
+    c = make(**CALM)
+    bid, ask = places(c.handle(book(140_000, 0), 0))
+    c.handle(update(bid.coi, "open", price=bid.price, remaining=46), 10)      # 30 of 76 filled already
+    c.handle(update(ask.coi, "open", is_ask=True, price=ask.price, size=75), 10)
+    cmds = c.handle(book(140_100, 1_000), 1_000)
+    mods = [x for x in cmds if isinstance(x, Modify)]
+    assert not cancels(cmds) and not places(cmds) and len(mods) == 2
+    m = next(x for x in mods if not x.is_ask)
+    assert m.coi == bid.coi and m.price > bid.price
+    assert m.size == 30 + c.targets[False].size                             # total: what filled plus the new target
+    assert c.quotes[False].coi == bid.coi and c.counts["modify"] == 2
+    assert c.ledger.get(bid.coi).modify_to == (m.price, m.size)  # type: ignore[union-attr]
+    assert c.handle(book(140_100, 1_500), 1_500) == []                      # the pending modify counts as the quote
+
+
+def test_modify_can_be_turned_off() -> None:
+    c = make(**CALM, modify_requotes=False)
+    bid, _ = places(c.handle(book(140_000, 0), 0))
+    c.handle(update(bid.coi, "open", price=bid.price), 10)
+    cmds = c.handle(book(140_100, 1_000), 1_000)
+    assert bid.coi in [x.coi for x in cancels(cmds)] and not [x for x in cmds if isinstance(x, Modify)]
