@@ -1,13 +1,14 @@
 """The floor of a requote: its unavoidable parts, each measured in isolation on this machine.
 
-A two-sided requote (cancel bid, place bid, cancel ask, place ask) decided on a venue frame goes
+A two-sided requote (both live quotes modified in place) decided on a venue frame goes
 venue → feed (WS) → ``md:book`` → maker → ``orders:intents`` → guard → ``orders:approved`` →
 gateway → journal claim → signed → one ``sendTxBatch``. What no design can remove:
 
 - three stream hand-offs (``XADD`` → a blocked ``XREAD``/``XREADGROUP`` wakes), measured here;
 - one Redis round trip for the gateway's journal claim (written before any send), measured here;
-- signing the four txs of one requote with the official SDK in one hop to the signing thread;
-- one ``sendTxBatch`` round trip of those four txs to the local venue (rate limits off);
+- signing the txs of one requote with the official SDK in one hop to the signing thread: two
+  ``ModifyOrder`` (both quotes live, the usual case); cancel + place per side is measured too;
+- one ``sendTxBatch`` round trip of those txs to the local venue (rate limits off);
 - venue → feed, the WS frame's delivery and parse, taken from the live run (outside our code).
 
 ``floor`` = the sum of their p50s. ``make bench`` reports the live p50/p99 of venue frame →
@@ -76,10 +77,17 @@ def _place(market: int, coi: int, is_ask: bool) -> Any:
 
 
 def _requote(market: int, prev: int, new: int) -> tuple[Any, ...]:
-    """Cancel bid, place bid, cancel ask, place ask: what the maker sends when both targets moved."""
+    """Cancel bid, place bid, cancel ask, place ask: what the maker sends when a side is not live yet."""
     from services.gateway import txs
     return (txs.CancelOrderReq(market, prev), _place(market, new, False),
             txs.CancelOrderReq(market, prev + 1), _place(market, new + 1, True))
+
+
+def _modify(market: int, coi: int, i: int) -> tuple[Any, ...]:
+    """Both live quotes moved in place: what the maker sends on a requote (maker.modify_requotes)."""
+    from services.gateway import txs
+    step = 100 * (i % 2)
+    return (txs.ModifyOrderReq(market, coi, 100, BID - step), txs.ModifyOrderReq(market, coi + 1, 100, ASK + step))
 
 
 def _free_port() -> int:
@@ -119,6 +127,8 @@ async def sign_and_batch(market: int = 2) -> dict[str, dict[str, float]]:
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sign: list[float] = []
     send: list[float] = []
+    sign4: list[float] = []
+    send4: list[float] = []
     try:
         url = f"http://127.0.0.1:{port}"
         await _wait_http(url + "/")
@@ -133,9 +143,13 @@ async def sign_and_batch(market: int = 2) -> dict[str, dict[str, float]]:
             if res.outcome != "ok":
                 raise RuntimeError(f"bench floor: the venue refused the first quotes: {body[:200]!r}")
             nonce += 2
-            for i in range(N):
-                prev, coi = coi, coi + 4
-                reqs = _requote(market, prev, coi)
+            for i in range(2 * N):
+                modify = i % 2 == 0
+                if modify:
+                    reqs = _modify(market, coi, i)
+                else:
+                    prev, coi = coi, coi + 4
+                    reqs = _requote(market, prev, coi)
                 t = time.perf_counter_ns()
                 signed = await signer.sign_batch(reqs, nonce, key)
                 t1 = time.perf_counter_ns()
@@ -144,15 +158,16 @@ async def sign_and_batch(market: int = 2) -> dict[str, dict[str, float]]:
                 if res.outcome != "ok":
                     raise RuntimeError(f"bench floor: sendTxBatch refused: {res.code} {res.message}")
                 nonce += len(signed)
-                sign.append((t1 - t) / 1e6)
-                send.append((t2 - t1) / 1e6)
+                (sign if modify else sign4).append((t1 - t) / 1e6)
+                (send if modify else send4).append((t2 - t1) / 1e6)
         finally:
             await signer.close()
             await http.close()
     finally:
         venue.terminate()
         venue.wait(timeout=10)
-    return {"sign_requote": _p(sign), "send_tx_batch": _p(send)}
+    return {"sign_requote": _p(sign), "send_tx_batch": _p(send),
+            "sign_cancel_place": _p(sign4), "send_cancel_place_batch": _p(send4)}
 
 
 def requotes(traces: list[dict[str, int]]) -> list[float]:
@@ -170,7 +185,7 @@ def requotes(traces: list[dict[str, int]]) -> list[float]:
 def floor_table(parts: dict[str, dict[str, float]], venue_feed_p50: float) -> dict[str, float]:
     hop, rtt = parts["stream_hop"]["p50_ms"], parts["redis_rtt"]["p50_ms"]
     items = {"venue→feed (live p50)": venue_feed_p50, "3 stream hand-offs": 3 * hop, "journal claim (1 RTT)": rtt,
-             "sign 4 txs": parts["sign_requote"]["p50_ms"], "1 sendTxBatch": parts["send_tx_batch"]["p50_ms"]}
+             "sign 2 modifies": parts["sign_requote"]["p50_ms"], "1 sendTxBatch of 2": parts["send_tx_batch"]["p50_ms"]}
     items["floor"] = sum(items.values())
     return items
 
