@@ -382,17 +382,22 @@ async def test_kill_flag_lifecycle(redis: Redis, gateways: Callable[..., Gateway
     assert cois(await view.wait_active(bool)) == {resumed.client_order_index}
 
 
-async def test_restart_after_sigkill_adopts_what_rests_and_sigterm_cancels_all(
-        redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView) -> None:
-    """No blind cancel-all at start: the new gateway reconciles, adopts the orders that rest (the maker and
-    hedger then keep or cancel them), and only SIGTERM cancels everything."""
-    first = gateways(account)
-    await first.wait_ready()
+async def crash_with_two_quotes(redis: Redis, gw: GatewayProc) -> list[OrderIntent]:
+    """A gateway places a bid and an ask, then dies by SIGKILL (no clean-up of any kind)."""
+    await gw.wait_ready()
     resting = [place(), place(ASK, is_ask=True)]
     await send(redis, *resting)
     for it in resting:
         assert (await wait_event(redis, it.intent_id)).kind == "ack"
-    first.signal(signal.SIGKILL)
+    gw.signal(signal.SIGKILL)
+    return resting
+
+
+async def test_restart_after_sigkill_adopts_what_rests_and_sigterm_cancels_all(
+        redis: Redis, gateways: Callable[..., GatewayProc], account: VenueAccount, view: VenueView) -> None:
+    """No blind cancel-all at start: the new gateway reconciles, adopts the orders that rest (the maker and
+    hedger then keep or cancel them), and only SIGTERM cancels everything."""
+    resting = await crash_with_two_quotes(redis, gateways(account))
     assert len(await view.wait_active(lambda o: len(o) == 2)) == 2            # nobody cleaned up
     assert await redis.hlen(keys.GATEWAY_OPEN_ORDERS) == 2
 
@@ -414,13 +419,7 @@ async def test_cancel_on_start_clears_what_a_crashed_run_left(
         tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text((REPO / "config.yaml").read_text().replace("cancel_on_start: false", "cancel_on_start: true"))
-    first = gateways(account, LIGHTER_BOT_CONFIG=str(cfg))
-    await first.wait_ready()
-    resting = [place(), place(ASK, is_ask=True)]
-    await send(redis, *resting)
-    for it in resting:
-        assert (await wait_event(redis, it.intent_id)).kind == "ack"
-    first.signal(signal.SIGKILL)
+    await crash_with_two_quotes(redis, gateways(account, LIGHTER_BOT_CONFIG=str(cfg)))
     second = gateways(account, LIGHTER_BOT_CONFIG=str(cfg))
     await second.wait_ready(timeout=20.0)
     assert await view.wait_active(lambda o: not o) == []
