@@ -774,9 +774,10 @@ class GatewayCore:
                 cmds.append(Journal(tx.intent.intent_id, {"state": "unknown"}))
                 if tx.action == "place":
                     self._track(tx.intent, trace_add)
-                cmds += self._publish(self._event("unknown", now_ms, tx.intent, tx, code=res.code,
-                                                  message=f"outcome unknown: {res.message}", trace_add=trace_add),
-                                      tx.entry_id)
+                ev = self._event("unknown", now_ms, tx.intent, tx, code=res.code,
+                                 message=f"outcome unknown: {res.message}", trace_add=trace_add)
+                self.ledger.on_event(ev, now_ms)
+                cmds += self._publish(ev, tx.entry_id)
             return cmds
         # refused at the API: no nonce consumed
         if res.invalid_nonce or res.resync_nonce:
