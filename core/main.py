@@ -10,6 +10,7 @@ credentials in the environment.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ctypes
 import os
@@ -31,6 +32,8 @@ SERVICES = ("gateway", "guard", "feed", "hedger", "maker")  # start order; stop 
 STOP_ORDER = (("maker", "hedger"), ("feed", "guard"), ("gateway",), ("venue",), ("redis",))
 AGGREGATE_PORT = 8000
 REDIS_PORT = 6399
+MAX_RESTARTS = 5          # more restarts of one child than this within RESTART_WINDOW_S: stop everything
+RESTART_WINDOW_S = 60
 PIPE_LIMIT = 1 << 20
 # Secrets go only to the process that needs them: the gateway is the sole signer; the feed may use a
 # WS token given by the operator. Everything else never sees them, not even in /proc/<pid>/environ.
@@ -62,9 +65,10 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, children: list[Child], aggregate_port: int) -> None:
+    def __init__(self, children: list[Child], aggregate_port: int, max_restarts: int = MAX_RESTARTS) -> None:
         self.children = {c.name: c for c in children}
         self.aggregate_port = aggregate_port
+        self.max_restarts = max_restarts
         self.stop = asyncio.Event()
         self.failed = False
 
@@ -94,8 +98,8 @@ class Supervisor:
         if c.stopping or self.stop.is_set():
             return
         now = time.monotonic()
-        c.restarts = [t for t in c.restarts if now - t < 60] + [now]
-        if code == 2 or len(c.restarts) > 5:
+        c.restarts = [t for t in c.restarts if now - t < RESTART_WINDOW_S] + [now]
+        if code == 2 or len(c.restarts) > self.max_restarts:
             print(f"supervisor| {c.name} exited with {code}; giving up and stopping everything", flush=True)
             self.failed = True
             self.stop.set()
@@ -245,6 +249,17 @@ def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
     return children
 
 
+def _count(text: str) -> int:
+    """A non-negative integer flag value (argparse prints the error in one line and exits 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return n
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = Parser(prog="python -m core.main", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="config file (default config.yaml)")
@@ -255,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--venue-admin", action="store_true", help="enable the local venue's /admin API (loopback only)")
     p.add_argument("--port-offset", type=int, default=0, help="add N to every port (run a second copy side by side)")
     p.add_argument("--env-file", default=str(REPO_ROOT / ".env.local"), help="local credentials file (default .env.local)")
+    p.add_argument("--max-restarts", type=_count, default=MAX_RESTARTS, metavar="N",
+                   help=f"stop everything when one child restarts more than N times in {RESTART_WINDOW_S} s "
+                        f"(default {MAX_RESTARTS}; chaos runs pass a large value)")
     a = p.parse_args(argv)
     env = dict(os.environ)
     if not a.no_venue:
@@ -283,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as e:
         sys.stderr.write(f"{p.prog}: config error: {e}\n")
         raise SystemExit(2) from None
-    sup = Supervisor(build_children(a, env), int(os.environ.get("PORT") or AGGREGATE_PORT) + a.port_offset)
+    sup = Supervisor(build_children(a, env), int(os.environ.get("PORT") or AGGREGATE_PORT) + a.port_offset,
+                     a.max_restarts)
     raise SystemExit(asyncio.run(sup.run()))
 
 
