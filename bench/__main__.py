@@ -22,7 +22,7 @@ import orjson
 import yaml
 from redis.asyncio import Redis
 
-from bench import floor
+from bench import budget, floor
 from bench.latency import hop_table, markdown, percentile
 from services.venue.bench import machine as venue_machine
 from shared import keys
@@ -176,8 +176,11 @@ def main() -> None:
     print(f"\nRequote floor (each part in isolation) and venue frame → requote sent ({len(req)} frame-driven requotes):\n")
     print(floor.markdown(floor_row, live))
     print("\nParts: " + ", ".join(f"{k} p50 {v['p50_ms']:.3f} / p99 {v['p99_ms']:.3f} ms" for k, v in parts.items()))
+    rows = budget.budget()
+    print("\nSustainable requotes per minute by tier (fixed load: " + str(rows[0]["fixed_load"]) + "):\n")
+    print(budget.markdown(rows))
     results: dict[str, object] = {"machine": machine(), "latency": table, "kill_to_flat_ms": flats, "ts": int(time.time()),
-                                  "requote": live, "floor": floor_row, "floor_parts": parts}
+                                  "requote": live, "floor": floor_row, "floor_parts": parts, "budget": rows}
     if not a.skip_venue:
         out = subprocess.run([sys.executable, "-m", "services.venue.bench"], cwd=REPO, capture_output=True, text=True)
         print("\nVenue throughput:\n" + out.stdout)
