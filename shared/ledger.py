@@ -21,10 +21,12 @@ Rules that make it the truth:
   arithmetic: a fill never changes ``remaining`` (the venue's order update does).
 - Fills are de-duplicated by trade id, so the WS stream and a reconcile can both report one.
 - The position is the venue's last ``Position`` plus the fills with a later venue timestamp.
-- A terminal order never comes back from a gateway outcome; only the venue (an order update or
-  a reconcile listing it active) can say an order rests.
+- A terminal order never comes back from a gateway outcome. An order closed by inference (a
+  reconcile that no longer lists it, a cancel refused as "not active") comes back when the venue
+  reports it resting; one the venue itself reported ended never does.
 - A reconcile closes an order the venue no longer lists once the venue has had ``grace_ms`` to
-  show it (orders sent after the snapshot was asked for are not judged).
+  show it (orders sent after the snapshot was asked for are not judged, nor orders whose send
+  outcome is unknown: only the gateway's evidence settles those).
 - Worst-case exposure counts every order that may still fill: pending, approved, sent, unknown,
   open, partial and pending cancel, at the larger of its old and new size while a modify is out.
 """
@@ -58,6 +60,8 @@ TERMINAL = frozenset({State.FILLED, State.CANCELED, State.EXPIRED, State.REJECTE
 RESTING = frozenset({State.OPEN, State.PARTIAL, State.PENDING_CANCEL})
 VENUE_LIVE_STATUSES = frozenset({"open", "pending", "in-progress"})
 NOT_ACTIVE_CODES = frozenset({21600, 21715})  # a cancel of an order the venue says is not active
+COI_EXISTS = 21728        # "client order index already exists": that order of ours *is* at the venue
+INFERRED = "inferred: "   # a closure guessed from absence or a refusal; the venue's word on the order overrules it
 RECONCILE_GRACE_MS = 3_000    # an order acked this recently may not be listed yet (standard tier: 200 ms)
 KEEP_TERMINAL = 2_000         # ended orders remembered (late events map to them instead of creating ghosts)
 KEEP_TRADE_IDS = 20_000
@@ -291,10 +295,13 @@ class OrderLedger:
                 if o.state in (State.PENDING, State.APPROVED, State.SENT):
                     t = self._set(o, State.UNKNOWN, f"outcome unknown: {e.message}", now_ms)
             elif e.kind == "resolved":
-                if e.message.startswith("dropped"):
+                if e.message.startswith("dropped") and o.state not in RESTING:   # the venue's word wins
                     t = self._set(o, State.NEVER_SENT, f"resolved: {e.message}", now_ms)
                 elif o.state == State.UNKNOWN:
                     t = self._set(o, State.SENT, f"resolved: {e.message}", now_ms)
+            elif e.kind == "reject" and e.code == COI_EXISTS:
+                if o.state in (State.PENDING, State.APPROVED, State.UNKNOWN):
+                    t = self._set(o, State.SENT, f"reject {e.code}: the order is at the venue already", now_ms)
             elif e.kind == "reject":
                 t = self._set(o, State.REJECTED, f"reject {e.code}: {e.message}", now_ms)
             elif e.kind in ("veto", "stale", "killed", "not_sent"):
@@ -303,8 +310,8 @@ class OrderLedger:
             elif e.kind == "canceled":
                 t = self._set(o, State.CANCELED, e.message or "canceled", now_ms)
         elif e.action == "cancel":
-            if e.kind == "reject" and e.code in NOT_ACTIVE_CODES:
-                t = self._set(o, State.CANCELED, f"cancel refused {e.code}: not active at the venue", now_ms)
+            if e.kind == "reject" and e.code in NOT_ACTIVE_CODES and o.state not in (State.PENDING, State.APPROVED):
+                t = self._set(o, State.CANCELED, f"{INFERRED}cancel refused {e.code}: not active at the venue", now_ms)
             elif e.kind in ("veto", "stale", "killed", "not_sent", "reject") and o.state == State.PENDING_CANCEL:
                 back = State.PARTIAL if o.filled else State.OPEN
                 t = self._set(o, back, f"cancel {e.kind}: {e.message}", now_ms)
@@ -334,8 +341,8 @@ class OrderLedger:
                       reduce_only=u.reduce_only, order_index=u.order_index, created_ms=now_ms, sent_ms=u.ts_ms)
             self.orders[o.coi] = o
             self.adopted += 1
-        elif o.terminal and not (o.why.startswith("reconcile") and u.status in VENUE_LIVE_STATUSES):
-            return []   # an ended order stays ended (a late frame of its past); only a reconcile's guess yields
+        elif o.terminal and not (o.why.startswith(INFERRED) and u.status in VENUE_LIVE_STATUSES):
+            return []   # an ended order stays ended (a late frame of its past); only an inference yields
         o.order_index = u.order_index or o.order_index
         o.venue_status, o.filled = u.status, max(o.filled, u.filled_size)
         if is_terminal_status(u.status):
@@ -396,11 +403,11 @@ class OrderLedger:
         for o in list(self.live()):
             if o.coi in listed or (r.markets and o.market_id not in r.markets):
                 continue
-            if o.state in (State.PENDING, State.APPROVED):
-                continue   # the gateway has not spoken yet: its journal settles these
+            if o.state in (State.PENDING, State.APPROVED, State.UNKNOWN):
+                continue   # the gateway has not spoken yet, or its nonce is in doubt: its evidence settles these
             if o.sent_ms is None or o.sent_ms > r.as_of_ms - self.grace_ms:
                 continue   # too recent for the venue to list it yet
-            t = self._set(o, State.CANCELED, "reconcile: not at the venue", now_ms)
+            t = self._set(o, State.CANCELED, f"{INFERRED}reconcile: not at the venue", now_ms)
             if t:
                 self.ghosts_closed += 1
                 out.append(t)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
 from shared.ids import source_of
-from shared.ledger import OrderLedger, State
+from shared.ledger import INFERRED, OrderLedger, State
 from shared.schemas import AccountGap, Fill, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, Trace
 
 from . import txs
@@ -564,7 +564,7 @@ class GatewayCore:
                                                              message=f"send queue full ({MAX_QUEUE})"))
         elif it.action in ("cancel", "modify"):
             o = self.ledger.get(it.client_order_index)
-            if o is not None and o.terminal and not o.why.startswith("reconcile"):
+            if o is not None and o.terminal and not o.why.startswith(INFERRED):
                 self.stats.dropped_cancels += 1
                 return self._finish(ev.entry_id, self._event("stale", now_ms, it,
                                                              message=f"order already ended ({o.state.value}): not sent"))

@@ -292,7 +292,13 @@ def test_unresolved_place_counted_until_a_reconcile_shows_it_gone() -> None:
                         client_order_index=it.client_order_index, message="no answer", ts_ms=NOW), NOW)
     c.on_timer(NOW + 10 * 3_600_000)
     assert c.open_lots(False) == 150
-    c.handle(Reconcile(reason="periodic", as_of_ms=NOW + 60_000, markets=[2], ts_ms=NOW + 60_000), NOW + 60_000)
+    snap = Reconcile(reason="periodic", as_of_ms=NOW + 60_000, markets=[2], ts_ms=NOW + 60_000)
+    c.handle(snap, NOW + 60_000)
+    assert c.open_lots(False) == 150        # the nonce is still in doubt: only the gateway's evidence settles it
+    c.handle(OrderEvent(kind="resolved", intent_id=it.intent_id, action="place", market_id=2,
+                        client_order_index=it.client_order_index, message="executed: its nonce was consumed",
+                        ts_ms=NOW), NOW + 61_000)
+    c.handle(snap.model_copy(update={"as_of_ms": NOW + 90_000}), NOW + 90_000)
     assert c.open_lots(False) == 0
 
 

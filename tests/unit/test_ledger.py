@@ -212,3 +212,35 @@ def test_summary_is_json_friendly() -> None:
     placed(led, coi)
     s = led.summary("maker")
     assert s["maybe_open"] == [coi] and s["open"] == [] and s["exposure_bid"] == 76 and s["states"] == {"sent": 1}
+
+
+def test_a_cancel_refused_before_its_place_was_sent_closes_nothing_and_inferences_yield_to_the_venue() -> None:
+    """The review's ghost: a cancel overtook its place and was refused as not active."""
+    led = OrderLedger(market_id=2)
+    coi = MINT.next_coi(T0)
+    led.on_intent(place(coi), T0)
+    led.on_event(event("reject", coi, action="cancel", code=21715), T0)
+    assert led.get(coi).state == State.PENDING  # type: ignore[union-attr]
+    led.on_event(event("ack", coi), T0 + 1)
+    led.on_event(event("reject", coi, action="cancel", code=21600), T0 + 2)   # sent, refused: inferred gone
+    assert led.get(coi).state == State.CANCELED  # type: ignore[union-attr]
+    led.on_order(update(coi, "open", 76), T0 + 3)                              # ... but the venue says it rests
+    assert led.get(coi).state == State.OPEN and led.exposure(False) == 76  # type: ignore[union-attr]
+
+
+def test_a_duplicate_client_order_index_reject_means_the_order_is_there() -> None:
+    led = OrderLedger(market_id=2)
+    coi = MINT.next_coi(T0)
+    led.on_intent(place(coi), T0)
+    led.on_event(event("reject", coi, code=21728, message="client order index already exists"), T0)
+    assert led.get(coi).state == State.SENT and led.exposure(False) == 76  # type: ignore[union-attr]
+
+
+def test_dropped_never_closes_what_the_venue_shows_resting() -> None:
+    led = OrderLedger(market_id=2)
+    coi = MINT.next_coi(T0)
+    led.on_intent(place(coi), T0)
+    led.on_event(event("unknown", coi), T0)
+    led.on_order(update(coi, "open", 76), T0 + 1)
+    led.on_event(event("resolved", coi, message="dropped: a cancel-all took its nonce"), T0 + 2)
+    assert led.get(coi).state == State.OPEN  # type: ignore[union-attr]

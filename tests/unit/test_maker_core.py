@@ -273,6 +273,8 @@ def test_cancel_confirmation_retry_and_give_up() -> None:
     cmds = c.handle(book(140_100, 1_000), 1_000)
     old_bid_cancel, old_ask_cancel = cancels(cmds)
     # the ask's cancel is confirmed by the venue, the bid's by the gateway (order no longer active)
+    c.handle(OrderEvent(kind="ack", intent_id=bid.intent_id, source="maker", action="place", market_id=2,
+                        client_order_index=bid.coi, ts_ms=0), 1_050)
     c.handle(update(ask.coi, "canceled", is_ask=True), 1_100)
     c.handle(OrderEvent(kind="reject", intent_id=old_bid_cancel.intent_id, source="maker", action="cancel",
                         client_order_index=bid.coi, code=21715, ts_ms=0), 1_100)
