@@ -199,6 +199,7 @@ class Gateway:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         for lane in core.lanes:
+            lane.fetching = False   # a nonce fetch cancelled above never answered: the lane may fetch again
             if lane.in_flight is not None:
                 await self._apply(BatchDone(lane.in_flight, no_answer("interrupted by shutdown"), (), 0))
         await self._apply(Stopping())
@@ -544,6 +545,7 @@ class Gateway:
             if it is not None:
                 fields = {"state": "sending", "intent_id": it.intent_id, "action": it.action,
                           "coi": str(it.client_order_index), "lane": str(b.lane), "nonce": str(b.first_nonce + i),
+                          "batch_first": str(b.first_nonce),
                           "tx_hash": hashes[i], "expired_at": str(expired[i]), "epoch": self.lease_token,
                           "ts": str(now_ms())}
             record = ""
@@ -575,8 +577,9 @@ class Gateway:
             self.rt.redis_ok = False
             await self._apply(BatchNotSent(b, f"journal not written ({type(e).__name__})"))
             return
-        if verdict == "fenced":
-            self._fenced = f"lease lost to {detail or 'nobody'} before a send: stopping, sending nothing"
+        if verdict in ("fenced", "taken"):   # another gateway holds the lease, or journaled this intent: never both
+            self._fenced = (f"lease lost to {detail or 'nobody'} before a send" if verdict == "fenced"
+                            else f"{detail} claimed by another gateway epoch") + ": stopping, sending nothing"
             log.error("%s", self._fenced)
             self._wake.set()
             return

@@ -107,17 +107,20 @@ class Batch:
 
 @dataclass(slots=True)
 class Doubt:
-    """Txs whose outcome is unknown: ``nonces[i]`` was maybe consumed by ``txs[i]``."""
+    """Txs whose outcome is unknown: ``nonces[i]`` was maybe consumed by ``txs[i]``. ``floor`` is the
+    first nonce of their batch (a replayed doubt knows only the journaled txs; the gateway's own txs
+    in the same batch, not journaled, sit below them)."""
 
     txs: list[Tx]
     nonces: list[int]
     expired_at_ms: int
     since_ms: int
     superseding: bool = False
+    floor: int | None = None
 
     @property
     def first(self) -> int:
-        return self.nonces[0]
+        return min(self.nonces[0], self.floor if self.floor is not None else self.nonces[0])
 
 
 @dataclass(slots=True)
@@ -400,6 +403,7 @@ class GatewayCore:
         self.live: dict[int, _Live] = {}
         self.stats = Stats()
         self.heartbeat_lost: set[str] = set()
+        self._heartbeat_seen: set[str] = set()
         self._verify_at_ms: int | None = None
         self._token_due_ms = 0
         self._reconcile_due_ms: int | None = 0    # None: one is being fetched
@@ -408,6 +412,7 @@ class GatewayCore:
         self._rearm_at_ms = 0
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
+        self._outcomes: dict[str, OrderEvent] = {}   # the last outcome published per intent (seen ones only)
         if signer_problem is None and limits.cancel_on_start:
             self.outbox.append(Tx("cancel_all", -1, reason="startup"))
 
@@ -534,9 +539,12 @@ class GatewayCore:
     def _on_intent(self, ev: IntentIn, now_ms: int) -> list[Command]:
         it = ev.intent
         self.stats.last_intent_ms = now_ms
-        if it.intent_id in self._seen:
+        if it.intent_id in self._seen:   # read again (a rewind after a Redis error, or a redelivery)
             self.stats.duplicates += 1
-            return [Ack(ev.entry_id)]
+            known = self._outcomes.get(it.intent_id)
+            if known is not None:       # its outcome may not have been published: publish it again
+                return self._publish(known, ev.entry_id)
+            return []                   # still queued, in flight or in doubt: it is acked with its outcome
         if ev.journal:
             return self._replayed(ev, now_ms)
         self._remember(it.intent_id)
@@ -548,9 +556,10 @@ class GatewayCore:
         if bad is not None:
             self.stats.invalid += 1
             return self._finish(ev.entry_id, self._event("reject", now_ms, it, message=f"invalid intent: {bad}"))
-        if it.action == "place":
-            self.ledger.on_intent(it, now_ms)
-            self.ledger.approve(it.client_order_index, now_ms)
+        if it.action in ("place", "modify"):
+            if it.action == "place":
+                self.ledger.on_intent(it, now_ms)
+                self.ledger.approve(it.client_order_index, now_ms)
             if now_ms > it.created_ms + it.ttl_ms:
                 self.stats.stale += 1
                 return self._finish(ev.entry_id, self._event("stale", now_ms, it, message=f"{now_ms - it.created_ms} ms old"))
@@ -562,7 +571,7 @@ class GatewayCore:
                 self.stats.queue_full += 1
                 return self._finish(ev.entry_id, self._event("not_sent", now_ms, it,
                                                              message=f"send queue full ({MAX_QUEUE})"))
-        elif it.action in ("cancel", "modify"):
+        if it.action in ("cancel", "modify"):
             o = self.ledger.get(it.client_order_index)
             if o is not None and o.terminal and not o.why.startswith(INFERRED):
                 self.stats.dropped_cancels += 1
@@ -588,6 +597,7 @@ class GatewayCore:
         # claimed before a send whose answer this gateway never saw: the nonce is in doubt
         self.stats.unknown += 1
         nonce, key = int(j.get("nonce", "-1") or -1), int(j.get("lane", "-1") or -1)
+        batch_first = int(j.get("batch_first", str(nonce)) or nonce)
         cmds: list[Command] = [Journal(it.intent_id, {"state": "unknown"})]
         try:
             lane = self.lane(key)
@@ -597,12 +607,15 @@ class GatewayCore:
             tx = Tx(it.action, it.market_id, it, None)
             exp = int(j.get("expired_at", "0") or 0)
             if lane.doubt is None:
-                lane.doubt = Doubt([tx], [nonce], exp, now_ms)
+                lane.doubt = Doubt([tx], [nonce], exp, now_ms, floor=batch_first)
             elif nonce not in lane.doubt.nonces:
-                lane.doubt.txs.append(tx)
-                lane.doubt.nonces.append(nonce)
+                at = sum(1 for n in lane.doubt.nonces if n < nonce)
+                lane.doubt.txs.insert(at, tx)
+                lane.doubt.nonces.insert(at, nonce)
                 lane.doubt.expired_at_ms = max(lane.doubt.expired_at_ms, exp)
-            lane.nonce = None
+                lane.doubt.floor = min(lane.doubt.floor if lane.doubt.floor is not None else batch_first, batch_first)
+            if lane.in_flight is None:
+                lane.nonce = None
             lane.check_at_ms = now_ms
         return cmds + self._finish(ev.entry_id, self._event(
             "unknown", now_ms, it, message=f"taken by an earlier gateway (state {state or '?'}): resolving by evidence"))
@@ -611,18 +624,20 @@ class GatewayCore:
         self._seen.add(intent_id)
         self._seen_order.append(intent_id)
         if len(self._seen_order) > 10_000:
-            self._seen.discard(self._seen_order.popleft())
+            old = self._seen_order.popleft()
+            self._seen.discard(old)
+            self._outcomes.pop(old, None)
 
     def _purge(self, now_ms: int) -> list[Command]:
-        """Report and drop queued places that are stale, or that may not go out any more."""
-        if not any(tx.action == "place" for tx in self.outbox):
+        """Report and drop queued places and modifies that are stale, or that may not go out any more."""
+        if not any(tx.action in ("place", "modify") for tx in self.outbox):
             return []
         refusal = self.place_refusal()
         cmds: list[Command] = []
         keep: deque[Tx] = deque()
         for tx in self.outbox:
             it = tx.intent
-            if tx.action != "place" or it is None or tx.entry_id is None:
+            if tx.action not in ("place", "modify") or it is None or tx.entry_id is None:
                 keep.append(tx)
             elif now_ms > it.created_ms + it.ttl_ms:
                 self.stats.stale += 1
@@ -675,10 +690,11 @@ class GatewayCore:
         while self.outbox and len(picked) < MAX_BATCH:
             tx = self.outbox.popleft()
             gateway_own = tx.intent is None
+            coi = tx.order_coi
             if tx.action == "place" and not self.reconciled:
+                blocked.add(coi)   # its cancel or modify must not overtake it
                 skipped.append(tx)
                 continue
-            coi = tx.order_coi
             if (coi and (coi in busy or coi in blocked)) or (tx.solo and picked):
                 blocked.add(coi)
                 skipped.append(tx)
@@ -723,7 +739,7 @@ class GatewayCore:
         urgent = self.kill == "set" or self.stopping
         if d.superseding or (not urgent and now_ms - d.since_ms < self.limits.unknown_wait_ms):
             return []
-        if lane.nonce is None:
+        if lane.nonce != d.first:   # only the doubtful nonce itself may be taken (never one above it)
             if lane.fetching:
                 return []
             lane.fetching = True
@@ -752,6 +768,8 @@ class GatewayCore:
             cmds: list[Command] = []
             if b.supersede:
                 cmds += self._settle_doubt(lane, "dropped: a cancel-all took its nonce", now_ms, next_nonce=lane.nonce)
+            elif lane.doubt is not None:   # a doubt replayed while this batch was in flight: its range is evidence
+                cmds += self._settle_by_range(lane, b.first_nonce, n, now_ms)
             for i, tx in enumerate(b.txs):
                 h = ev.tx_hashes[i] if i < len(ev.tx_hashes) else res.tx_hash
                 cmds += self._accepted(tx, h, res.message, trace_add, now_ms)
@@ -835,6 +853,9 @@ class GatewayCore:
                                                     trace_add=trace_add), None)
         if tx.action == "place":
             self._track(it, trace_add)
+            if it.source == "maker" and self.heartbeat_lost:   # it was in flight when the heartbeat was lost
+                self.outbox.appendleft(Tx("cancel", it.market_id, reason=f"{min(self.heartbeat_lost)} heartbeat lost",
+                                          coi=it.client_order_index))
         elif tx.action == "cancel_all":
             self.stats.cancel_alls += 1
         return self._outcome(tx, "ack", now_ms, code=200, message=message, tx_hash=tx_hash, trace_add=trace_add)
@@ -850,6 +871,8 @@ class GatewayCore:
             self._publish(ev, tx.entry_id)
 
     def _publish(self, ev: OrderEvent, entry_id: str | None) -> list[Command]:
+        if ev.intent_id in self._seen:
+            self._outcomes[ev.intent_id] = ev
         return [Publish(ev)] + ([Ack(entry_id)] if entry_id is not None else [])
 
     def _on_not_sent(self, ev: BatchNotSent, now_ms: int) -> list[Command]:
@@ -908,6 +931,10 @@ class GatewayCore:
             return []
         if ev.next_nonce > d.nonces[-1]:
             return self._settle_doubt(lane, "executed: its nonce was consumed", now_ms, next_nonce=ev.next_nonce)
+        if ev.next_nonce < d.first:
+            lane.nonce = None   # below the batch: cannot be (its nonces were consumed before it was signed)
+            return [Note(f"lane {lane.key_index}: nextNonce {ev.next_nonce} below the doubtful batch at {d.first}; "
+                         "waiting for its expiry", "warning")]
         if ev.next_nonce > d.first:   # part of it consumed: those executed; the rest stays in doubt
             done = [i for i, n in enumerate(d.nonces) if n < ev.next_nonce]
             cmds = self._resolve([d.txs[i] for i in done], "executed: its nonce was consumed", now_ms)
@@ -919,6 +946,25 @@ class GatewayCore:
                                       next_nonce=ev.next_nonce)
         lane.nonce = ev.next_nonce if ev.next_nonce == d.first else None   # usable only by a superseding cancel-all
         return []
+
+    def _settle_by_range(self, lane: Lane, first: int, n: int, now_ms: int) -> list[Command]:
+        """Our batch took nonces ``first..first+n-1``: doubtful txs below were consumed before it
+        (executed), those inside can never execute (dropped); those above stay in doubt."""
+        d = lane.doubt
+        assert d is not None
+        below = [i for i, x in enumerate(d.nonces) if x < first]
+        inside = [i for i, x in enumerate(d.nonces) if first <= x < first + n]
+        cmds = self._resolve([d.txs[i] for i in below], "executed: its nonce was consumed", now_ms)
+        cmds += self._resolve([d.txs[i] for i in inside], "dropped: another tx took its nonce", now_ms)
+        done = set(below) | set(inside)
+        d.txs = [t for i, t in enumerate(d.txs) if i not in done]
+        d.nonces = [x for i, x in enumerate(d.nonces) if i not in done]
+        if not d.nonces:
+            lane.doubt = None
+            self.request_reconcile("unknown outcome settled", now_ms)
+        else:
+            lane.nonce = None
+        return cmds
 
     def _settle_doubt(self, lane: Lane, how: str, now_ms: int, next_nonce: int | None = None) -> list[Command]:
         d = lane.doubt
@@ -972,17 +1018,34 @@ class GatewayCore:
             lost = last is None or now_ms - last > timeout
             if not lost:
                 self.heartbeat_lost.discard(name)
+                self._heartbeat_seen.add(name)
                 continue
-            if name in self.heartbeat_lost:
-                continue
+            if name in self.heartbeat_lost or name not in self._heartbeat_seen:
+                continue   # lost once per loss; a service never seen alive is not running here at all
             self.heartbeat_lost.add(name)
-            quotes = [o for o in self.ledger.live("maker")]
-            if not quotes or not self.signer_ready:
+            if not self.signer_ready:
+                continue
+            # queued maker places and modifies never go out; what was sent is cancelled by index
+            keep: deque[Tx] = deque()
+            dropped = 0
+            for tx in self.outbox:
+                if tx.intent is not None and tx.intent.source == "maker" and tx.action in ("place", "modify"):
+                    dropped += 1
+                    self.stats.killed += 1
+                    if tx.action == "place":
+                        cmds.append(ForgetOpen(tx.intent.client_order_index))
+                    cmds += self._outcome(tx, "killed", now_ms, message=f"{name} heartbeat lost: not sent")
+                else:
+                    keep.append(tx)
+            self.outbox = keep
+            sent = sorted((o for o in self.ledger.live("maker") if o.state not in (State.PENDING, State.APPROVED)),
+                          key=lambda o: o.coi)
+            if not sent and not dropped:
                 continue
             self.stats.heartbeat_cancels += 1
-            cmds.append(Note(f"{name} heartbeat lost (> {timeout} ms): cancelling {len(quotes)} maker order(s)",
-                             "warning"))
-            for o in sorted(quotes, key=lambda o: o.coi):
+            cmds.append(Note(f"{name} heartbeat lost (> {timeout} ms): cancelling {len(sent)} maker order(s), "
+                             f"dropping {dropped} queued", "warning"))
+            for o in sent:
                 if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
                     self.outbox.appendleft(Tx("cancel", o.market_id, reason=f"{name} heartbeat lost", coi=o.coi))
         return cmds

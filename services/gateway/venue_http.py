@@ -118,7 +118,8 @@ class VenueHttp:
     async def reconcile(self, token: str, spec: MarketSpec, reason: str, since_ms: int, now_ms: int) -> Reconcile:
         """Active orders, orders ended since ``since_ms``, fills since then, and the position, as one snapshot.
 
-        The position is stamped with the time its answer arrived: a fill after that is newer than it.
+        The position is stamped with the time its request left: a WS position or fill newer than that
+        is never rolled back by it (a fill racing the request may count twice until the next position).
         """
         acct, m = self.account_index, spec.market_id
         active = await self.active_orders(token, m)
@@ -128,9 +129,9 @@ class VenueHttp:
         trades, _ = await self._pages("/api/v1/trades", {"account_index": acct, "market_id": m, "limit": 100,
                                                          "sort_by": "timestamp", "sort_dir": "asc", "from": since_ms},
                                       token, "trades")
+        pos_ts = int(time.time() * 1000)
         doc = await self._get_json("/api/v1/account", {"by": "index", "value": str(acct)},
                                    headers={"authorization": token})
-        pos_ts = int(time.time() * 1000)
         try:
             orders: list[OrderUpdate] = [wire.order_update(o, spec, now_ms) for o in active + ended
                                          if isinstance(o, dict) and o.get("market_index") == m]

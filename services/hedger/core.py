@@ -42,6 +42,8 @@ Mode = Literal["idle", "passive", "aggressive", "stale", "no-position"]
 MODES: tuple[Mode, ...] = ("idle", "passive", "aggressive", "stale", "no-position")
 HEDGE_TTL_MS = 2_000      # a hedge priced on a book must reach the venue soon or not at all
 FATE_TIMEOUT_MS = 10_000  # no fate for a clip this long after it was due: cancel it by coi and move on
+CANCEL_ATTEMPTS = 3       # a cancel of a forgotten hedge order is sent again, this many times in all
+CANCEL_RETRY_MS = 5_000
 
 
 def clip_size(excess: int, max_clip: int, min_lots: int) -> int | None:
@@ -180,12 +182,26 @@ class HedgerCore:
     def excess(self) -> int:
         return 0 if self.position is None else self.position - self.target
 
+    def net_excess(self) -> int:
+        """The excess less what our hedge orders still working (sent, unknown, resting) may yet reduce:
+        a clip forgotten by its deadline but still alive is never hedged twice."""
+        e = self.excess()
+        if e > 0:
+            return max(e - self.ledger.exposure(True, "hedger"), 0)
+        if e < 0:
+            return min(e + self.ledger.exposure(False, "hedger"), 0)
+        return 0
+
     def _evaluate(self, now_ms: int) -> list[Command]:
         cmds: list[Command] = []
         live_clip = None if self.clip is None else self.clip.coi
         for o in sorted(self.ledger.live("hedger"), key=lambda o: o.coi):
-            if o.coi != live_clip and o.cancel_attempts == 0 and now_ms - o.created_ms >= STRAY_GRACE_MS:
+            if o.coi == live_clip or now_ms - o.created_ms < STRAY_GRACE_MS:
+                continue
+            if o.cancel_attempts == 0:
                 cmds.append(self._cancel(o.coi, now_ms, "unwanted resting order"))
+            elif o.cancel_attempts < CANCEL_ATTEMPTS and now_ms - o.cancel_sent_ms >= CANCEL_RETRY_MS:
+                cmds.append(self._cancel(o.coi, now_ms, "cancel not confirmed; again"))
         c = self.clip
         if c is not None and now_ms >= c.deadline_ms:
             cmds.append(Note(f"no news of hedge {c.coi} after {FATE_TIMEOUT_MS} ms; cancelling it and moving on", "warning"))
@@ -211,7 +227,7 @@ class HedgerCore:
                 cmds.append(self._cancel(c.coi, now_ms, "passive wait over"))
             return cmds
         self.mode = "idle"
-        excess = self.excess()
+        excess = self.net_excess()
         esc, self.escalation = self.escalation, None
         if abs(excess) <= self.trigger:
             return cmds
@@ -232,7 +248,7 @@ class HedgerCore:
             price = passive_price(self.bid, self.ask, is_ask, frac(cfg.passive_offset_bps))
         else:
             price = aggressive_price(self.bid, self.ask, is_ask, frac(cfg.price_offset_bps), frac(cfg.max_slippage_bps))
-        excess = abs(self.excess())
+        excess = abs(self.net_excess())
         size = clip_size(excess, lots, min_lots_at(self.spec, price, self.min_notional))
         side = "sell" if is_ask else "buy"
         if size is None:

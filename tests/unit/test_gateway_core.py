@@ -318,11 +318,19 @@ def test_an_intent_journaled_as_sending_is_unknown_and_resolved_by_evidence() ->
     assert core.stats.replayed == 1 and core.stats.batches == 0
 
 
-def test_a_redelivery_in_the_same_run_is_acked_and_ignored() -> None:
+def test_a_redelivery_in_the_same_run_is_never_sent_again_and_gets_its_outcome_again() -> None:
+    """A rewind after a Redis error re-reads pending entries: one still queued is left to its outcome; one
+    whose outcome may not have been published gets it published again (never an ack without it)."""
     core = ready_core()
     it = intent(1)
     core.handle(IntentIn(it, "1-0"), T0)
-    assert core.handle(IntentIn(it, "1-1"), T0) == [Ack("1-1")] and core.stats.duplicates == 1
+    assert core.handle(IntentIn(it, "1-0"), T0) == [] and core.stats.duplicates == 1
+    s = batch(core.handle(SenderReady(), T0))
+    assert len(s.batch.txs) == 1
+    ack = events(done(core, s))[0]
+    again = core.handle(IntentIn(it, "1-0"), T0)
+    assert again == [Publish(ack), Ack("1-0")]
+    assert core.handle(SenderReady(), T0) == []
 
 
 # --- rules on intents ------------------------------------------------------------------------------
@@ -413,6 +421,8 @@ def test_the_dead_man_switch_is_armed_and_rearmed() -> None:
 
 def test_a_lost_maker_heartbeat_cancels_the_maker_quotes_once() -> None:
     core = ready_core(heartbeat_timeout_ms=3_000)
+    core.handle(KillRead(None, heartbeats=(("maker", None), ("feed", None))), T0)
+    assert core.heartbeat_lost == set()                   # never seen alive: not running here, nothing to watch
     a, b = intent(1), intent(2, is_ask=True)
     done(core, take(core, a, b))
     core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0))), T0 + 1_000)
@@ -523,3 +533,52 @@ def test_the_published_snapshot_carries_only_news() -> None:
     (pub,) = of(core.handle(ReconcileDone(snap), T0 + 60_000), PublishAccount)
     assert [o.client_order_index for o in pub.msg.orders] == [live.client_order_index]
     assert [x.trade_id for x in pub.msg.fills] == [10]
+
+
+def test_on_a_lost_heartbeat_queued_maker_places_are_dropped_and_in_flight_ones_cancelled_on_ack() -> None:
+    core = ready_core(heartbeat_timeout_ms=3_000)
+    core.handle(KillRead(None, heartbeats=(("maker", T0),)), T0)
+    flying = take(core, intent(1))
+    core.handle(IntentIn(intent(2), "2-0"), T0)                          # queued behind the batch in flight
+    cmds = core.handle(KillRead(None, heartbeats=(("maker", T0),)), T0 + 3_001)
+    assert [(e.kind, e.intent_id) for e in events(cmds)] == [("killed", intent(2).intent_id)]
+    cmds = done(core, flying)
+    nxt = batch(core.handle(SenderReady(), T0 + 3_002))
+    assert [(t.action, t.coi) for t in nxt.batch.txs] == [("cancel", intent(1).client_order_index)]
+
+
+def test_a_cancel_never_overtakes_a_place_held_back_before_the_start_up_reconcile() -> None:
+    core = GatewayCore(Limits(dead_man_ms=0), (KEY,))
+    core.handle(LeaseRead(True), T0)
+    core.handle(KillRead(None), T0)
+    core.handle(SenderReady(), T0)
+    core.handle(NonceFetched(KEY, 3), T0)
+    core.handle(IntentIn(intent(1), "1-0"), T0)
+    core.handle(IntentIn(cancel(1), "2-0"), T0)
+    assert core.handle(SenderReady(), T0) == []                        # the cancel waits with its place
+    core.on_timer(T0)
+    core.handle(ReconcileDone(snapshot()), T0)
+    s = batch(core.handle(SenderReady(), T0))
+    assert [t.action for t in s.batch.txs] == ["place", "cancel"]
+
+
+def test_a_doubt_replayed_while_a_batch_flies_is_settled_by_the_batch_range() -> None:
+    core = ready_core()
+    flying = take(core, intent(1))                                         # nonces 7
+    old = intent(9)
+    j = {"state": "sending", "lane": str(KEY), "nonce": "7", "batch_first": "7", "expired_at": str(EXPIRES)}
+    core.handle(IntentIn(old, "9-0", j), T0)                               # an earlier gateway also used 7
+    cmds = done(core, flying)                                              # ours took 7: the old one can never run
+    assert [(e.kind, e.intent_id, e.message.split(":")[0]) for e in events(cmds) if e.kind == "resolved"] == [
+        ("resolved", old.intent_id, "dropped")]
+    assert core.lanes[0].doubt is None and core.lanes[0].nonce == 8
+
+
+def test_a_superseding_tx_only_ever_takes_the_doubtful_nonce() -> None:
+    core = ready_core(unknown_wait_ms=0)
+    j = {"state": "sending", "lane": str(KEY), "nonce": "9", "batch_first": "8", "expired_at": str(EXPIRES)}
+    core.handle(IntentIn(intent(1), "1-0", j), T0)
+    core.on_timer(T0)
+    core.handle(LaneChecked(KEY, 8), T0)                                  # the batch started at 8 (an own tx)
+    sup = batch(core.handle(SenderReady(), T0))
+    assert sup.batch.supersede and sup.batch.first_nonce == 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -264,3 +265,23 @@ def test_long_passive_wait_is_not_cut_short_by_the_fate_timeout() -> None:
     assert cancels(h.on_timer(11_999)) == []
     assert [x.reason for x in cancels(h.on_timer(12_000))] == ["passive wait over"]
     assert [x.reason for x in cancels(h.handle(book(139_900, 140_100, 15_000), 22_000))] == ["no news"]
+
+
+def test_a_hedge_still_working_is_never_hedged_twice() -> None:
+    """A clip forgotten at its deadline while its fate is still unknown keeps counting: the next clip
+    is sized net of it, and its cancel is sent again until confirmed."""
+    h = HedgerCore(HedgerConfig(trigger_units=Decimal("0.01"), max_clip_units=Decimal("0.1"), prefer_passive=False),
+                   SPEC, 0, 5_000)
+    h.handle(Position(market_id=2, position=100, ts_ms=1), 0)
+    first = [c for c in h.handle(BookTop(market_id=2, seq=1, venue_ts_ms=0, bids=[(140_000, 500)], asks=[(140_010, 500)]),
+                                 0) if isinstance(c, Place)]
+    assert first and first[0].size == 100
+    h.handle(OrderEvent(kind="unknown", intent_id=first[0].intent_id, source="hedger", action="place", market_id=2,
+                client_order_index=first[0].coi, ts_ms=0), 10)
+    book = BookTop(market_id=2, seq=2, venue_ts_ms=20_000, bids=[(140_000, 500)], asks=[(140_010, 500)])
+    cmds = h.handle(book, 20_000)                                  # past its deadline: cancelled, forgotten...
+    assert first[0].coi in [c.coi for c in cmds if isinstance(c, Cancel)]
+    assert not [c for c in cmds if isinstance(c, Place)]           # ...but still counted: no second clip
+    assert h.net_excess() == 0
+    retry = h.handle(book.model_copy(update={"venue_ts_ms": 25_001, "seq": 3}), 25_001)
+    assert [c.coi for c in retry if isinstance(c, Cancel)] == [first[0].coi]
