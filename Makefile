@@ -1,5 +1,5 @@
 # lighter-bot: the two commands in the README do all set-up on a fresh Debian/Ubuntu machine.
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench chaos clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -9,6 +9,9 @@ run: setup  ## Redis + local Lighter venue + the five services; Ctrl-C stops all
 
 test: setup  ## the whole suite against a real redis-server, the real SDK signer and the local venue
 	.venv/bin/python -m pytest $(ARGS)
+
+chaos: setup  ## 200 cycles of SIGKILL-a-random-service against the whole system (CHAOS_SEED=N to repeat a run)
+	CHAOS_CYCLES=$${CHAOS_CYCLES:-200} .venv/bin/python -m pytest tests/chaos/test_chaos.py -s -q $(ARGS)
 
 bench: setup  ## latency per hop and venue throughput; see BENCHMARKS.md
 	.venv/bin/python -m bench $(ARGS)
