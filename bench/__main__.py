@@ -1,7 +1,7 @@
 """``python -m bench``: run the whole system on the local venue, collect traces, print tables.
 
 Method: start ``core.main`` on a port offset (its own Redis, venue and services), let the maker
-quote for ``--seconds``, then read every ``ack`` on ``orders:events`` and compute per-hop
+quote for ``--seconds``, then read every maker place/modify ``ack`` on ``orders:events`` and compute per-hop
 p50/p99 from the carried traces. Then run the venue's own throughput benchmark. Results go to
 ``bench-results/latest.json`` and stdout (markdown, ready for BENCHMARKS.md).
 """
@@ -41,7 +41,7 @@ async def collect(redis_url: str, since_ns: int) -> list[dict[str, int]]:
     traces: list[dict[str, int]] = []
     for _, f in await r.xrange(keys.ORDERS_EVENTS):
         d = orjson.loads(f[b"d"])
-        if d.get("kind") == "ack" and d.get("source") == "maker" and d.get("action") == "place":
+        if d.get("kind") == "ack" and d.get("source") == "maker" and d.get("action") in ("place", "modify"):
             trace = d.get("trace", {})
             if trace.get("maker", 0) >= since_ns:  # decisions made once every service was healthy
                 traces.append(trace)

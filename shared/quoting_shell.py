@@ -30,16 +30,15 @@ from redis.exceptions import ResponseError
 
 from shared import clock, keys
 from shared.bus import Entry, GroupConsumer, TailReader
-from shared.config import Settings
-from shared.markets import MarketSpec
-from shared.runtime import REDIS_ERRORS, Runtime
-from shared.ledger import RESTING, OrderLedger
-from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
-from shared.starvation import Starvation
-
 from shared.commands import Order as ORDER_COMMANDS
 from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
+from shared.config import Settings
+from shared.ledger import RESTING, OrderLedger
+from shared.markets import MarketSpec
 from shared.quoting_metrics import INTENTS, REJECTED_INPUT
+from shared.runtime import REDIS_ERRORS, Runtime
+from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
+from shared.starvation import Starvation
 
 
 class Core(Protocol):

@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from shared.config import HedgerConfig, Settings
 from shared.books import book_problem
 from shared.commands import STRAY_GRACE_MS, Cancel, Command, Note, Place, Reject
+from shared.config import HedgerConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import OrderLedger, State
 from shared.markets import MarketSpec, round_down
-from shared.schemas import BookTop, Msg
-
 from shared.pricing import BPS, frac, mid_of, min_lots_at, min_notional_micro
+from shared.schemas import BookTop, Msg
 
 Mode = Literal["idle", "passive", "aggressive", "stale", "no-position"]
 MODES: tuple[Mode, ...] = ("idle", "passive", "aggressive", "stale", "no-position")

@@ -38,16 +38,16 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
-from shared.config import MakerConfig, Settings
-from shared.ids import IdMint
-from shared.markets import MarketSpec, round_down
 from shared.books import book_problem
 from shared.commands import STRAY_GRACE_MS, Cancel, Command, Modify, Note, Place, Reject
+from shared.config import MakerConfig, Settings
+from shared.ids import IdMint
 from shared.ledger import RESTING, OrderLedger, State, Transition
+from shared.markets import MarketSpec, round_down
+from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps, quote_prices,
+                            skew_ticks)
 from shared.schemas import BookTop, Msg
 
-from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps,
-                                    quote_prices, skew_ticks)
 from services.maker.signals import TrendWindow, VolEma
 
 Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale", "no-position"]

@@ -19,7 +19,7 @@ from services.guard.core import (
     Veto,
 )
 from shared.config import Settings
-from shared.schemas import Reconcile, BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position
+from shared.schemas import BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
 
 SPEC = Settings().market_spec  # SOL, market 2, 3/3 decimals
 NOW = 1_700_000_000_000
