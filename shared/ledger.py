@@ -146,15 +146,17 @@ class OrderLedger:
     _trade_ids: set[int] = field(default_factory=set)
     _trade_order: deque[int] = field(default_factory=deque)
     _ended: deque[int] = field(default_factory=deque)
+    _live: dict[int, Order] = field(default_factory=dict)   # the non-terminal subset of ``orders``
 
     # --- queries ------------------------------------------------------------------------------------
     def get(self, coi: int) -> Order | None:
         return self.orders.get(coi)
 
     def live(self, source: str | None = None, market_id: int | None = None) -> Iterator[Order]:
-        """Orders that may still rest or fill (every non-terminal state)."""
-        for o in self.orders.values():
-            if not o.terminal and (source is None or o.source == source) and (market_id is None or o.market_id == market_id):
+        """Orders that may still rest or fill (every non-terminal state); the hot path, so it walks
+        only those, not the ended orders kept for late events."""
+        for o in list(self._live.values()):
+            if (source is None or o.source == source) and (market_id is None or o.market_id == market_id):
                 yield o
 
     def knows_trade(self, trade_id: int) -> bool:
@@ -215,7 +217,10 @@ class OrderLedger:
             return None
         before = o.state
         o.state, o.why, o.updated_ms = state, why, now_ms
-        if state in TERMINAL:
+        if state not in TERMINAL:
+            self._live[o.coi] = o   # new, or back from an inferred end
+        else:
+            self._live.pop(o.coi, None)
             o.remaining, o.modify_to = 0, None
             self._ended.append(o.coi)
             while len(self._ended) > KEEP_TERMINAL:
@@ -235,7 +240,7 @@ class OrderLedger:
             o = Order(it.client_order_index, it.market_id, it.is_ask, it.price, it.size, it.source, State.PENDING,
                       remaining=it.size, reduce_only=it.reduce_only, intent_id=it.intent_id, created_ms=now_ms,
                       updated_ms=now_ms)
-            self.orders[o.coi] = o
+            self.orders[o.coi] = self._live[o.coi] = o
             return [Transition(o.coi, None, State.PENDING, "intent")]
         o = self.orders.get(it.client_order_index)
         if o is None or o.terminal:
@@ -339,7 +344,7 @@ class OrderLedger:
             o = Order(u.client_order_index, u.market_id, u.is_ask, u.price, u.initial_size,
                       source_of(u.client_order_index) or "foreign", State.SENT, remaining=u.remaining_size,
                       reduce_only=u.reduce_only, order_index=u.order_index, created_ms=now_ms, sent_ms=u.ts_ms)
-            self.orders[o.coi] = o
+            self.orders[o.coi] = self._live[o.coi] = o
             self.adopted += 1
         elif o.terminal and not (o.why.startswith(INFERRED) and u.status in VENUE_LIVE_STATUSES):
             return []   # an ended order stays ended (a late frame of its past); only an inference yields

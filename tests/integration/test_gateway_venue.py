@@ -38,6 +38,7 @@ pytestmark = pytest.mark.timeout(60)
 KEY_INDEX = 4
 BID, ASK, SIZE = 105_000, 180_000, 100      # SOL mid starts at 140.000: far enough not to trade, inside the 2x band
 N_ACCOUNTS = 12
+SECOND_KEY: dict[int, str] = {}   # account index -> private key of its API key KEY_INDEX + 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VenueProc]:
     args = [sys.executable, "-m", "services.venue", "--port", str(port), "--seed", "7", "--admin"]
     for a in accounts:
         args += ["--account", f"{a.index}:{KEY_INDEX}:{a.public_key}"]
+    priv, pub, _ = create_api_key()     # a second API key (a second nonce lane) on the first account
+    SECOND_KEY[accounts[0].index] = str(priv)
+    args += ["--account", f"{accounts[0].index}:{KEY_INDEX + 1}:{str(pub).removeprefix('0x')}"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_port(port)
@@ -491,4 +495,33 @@ async def test_a_modify_moves_the_order_in_place(redis: Redis, gateways: Callabl
     orders = await view.wait_active(lambda o: len(o) == 1 and o[0]["price"] == "106.000")
     assert [(int(o["client_order_index"]), o["price"], o["remaining_base_amount"]) for o in orders] == [
         (bid.client_order_index, "106.000", "0.120")]
+    assert gw.signal(signal.SIGTERM) == 0
+
+
+async def test_a_second_api_key_is_a_second_nonce_lane(redis: Redis, gateways: Callable[..., GatewayProc],
+                                                       venue: VenueProc) -> None:
+    acct = venue.accounts[0]   # never handed out by the account fixture (it pops from the end)
+    gw = gateways(acct, LIGHTER_EXTRA_API_KEYS=f"{KEY_INDEX + 1}:{SECOND_KEY[acct.index]}")
+    await gw.wait_ready()
+    health = await gw.wait_health(lambda h: all(lane["nonce"] is not None for lane in h["lanes"]))
+    assert [lane["key"] for lane in health["lanes"]] == [KEY_INDEX, KEY_INDEX + 1]
+    await gw.wait_health(lambda h: h["dead_man_armed_for_s"] is not None)
+    async with aiohttp.ClientSession() as s, s.post(f"{venue.url}/admin/fault",
+                                                    json={"kind": "delay_tx", "ms": 800, "count": 1}) as r:
+        assert r.status == 200   # the first batch stays in flight on its lane: the next ones take the other
+    orders = [place(BID - 100 * i) for i in range(12)]
+    await send(redis, orders[0])
+    await gw.wait_health(lambda h: any(lane["in_flight"] for lane in h["lanes"]))
+    await send(redis, *orders[1:])
+    for it in orders:
+        assert (await wait_event(redis, it.intent_id)).kind == "ack"
+    async with aiohttp.ClientSession() as s:
+        nonces = []
+        for key in (KEY_INDEX, KEY_INDEX + 1):
+            async with s.get(f"{venue.url}/api/v1/nextNonce", params={"account_index": acct.index,
+                                                                    "api_key_index": key}) as r:
+                nonces.append(int((await r.json())["nonce"]))
+    assert all(n > 0 for n in nonces), nonces     # both keys signed txs the venue accepted
+    blob = gw.log() + str(await gw.get("/health"))
+    assert SECOND_KEY[acct.index] not in blob and SECOND_KEY[acct.index].removeprefix("0x") not in blob
     assert gw.signal(signal.SIGTERM) == 0

@@ -244,3 +244,36 @@ def test_dropped_never_closes_what_the_venue_shows_resting() -> None:
     led.on_order(update(coi, "open", 76), T0 + 1)
     led.on_event(event("resolved", coi, message="dropped: a cancel-all took its nonce"), T0 + 2)
     assert led.get(coi).state == State.OPEN  # type: ignore[union-attr]
+
+
+def test_the_live_index_always_equals_the_non_terminal_orders() -> None:
+    """Seeded random interleavings of every input: ``live()`` (the hot path's index) never drifts from
+    the orders' states, and exposure is never negative."""
+    import random
+    rng = random.Random(20261201)
+    led = OrderLedger(market_id=2)
+    cois = [MINT.next_coi(T0) for _ in range(30)]
+    kinds = ["ack", "unknown", "reject", "veto", "stale", "not_sent", "canceled"]
+    for step in range(3_000):
+        coi = rng.choice(cois)
+        r = rng.random()
+        if r < 0.2:
+            led.on_intent(place(coi, is_ask=coi % 8 == 1), T0 + step)
+        elif r < 0.45:
+            led.on_event(event(rng.choice(kinds), coi, code=rng.choice([0, 21715, 21728])), T0 + step)
+        elif r < 0.7:
+            status = rng.choice(["open", "open", "filled", "canceled", "canceled-post-only"])
+            rem = 0 if status == "filled" else rng.randrange(1, 77)
+            led.on_order(update(coi, status, rem, filled=76 - rem, ts=T0 + step), T0 + step)
+        elif r < 0.8:
+            led.on_intent(OrderIntent(intent_id=f"c{step}", source="maker", action="cancel", market_id=2,
+                                      client_order_index=coi, created_ms=T0), T0 + step)
+        elif r < 0.9:
+            led.on_event(event("resolved", coi, message=rng.choice(["executed", "dropped: x"])), T0 + step)
+        else:
+            active = [update(c, "open", 76, ts=T0 + step) for c in rng.sample(cois, 3)]
+            led.on_reconcile(Reconcile(reason="r", as_of_ms=T0 + step, markets=[2], orders=active, ts_ms=T0 + step),
+                             T0 + step)
+        live = {o.coi for o in led.live()}
+        assert live == {c for c, o in led.orders.items() if not o.terminal}
+        assert led.exposure(False) >= 0 and led.exposure(True) >= 0
