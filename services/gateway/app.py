@@ -472,11 +472,11 @@ class Gateway:
                     await r.delete(keys.GATEWAY_OPEN_ORDERS)
                     log.info("start-up cancel-all accepted; cleared %d order record(s) of the previous run", n)
                 elif isinstance(c, FetchNonce):
-                    self._spawn(self._fetch_nonce(c.lane))
+                    self._spawn(self._read_nonce(c.lane, check=False))
                 elif isinstance(c, SendBatch):
                     self._spawn(self._send_batch(c))
                 elif isinstance(c, CheckLane):
-                    self._spawn(self._check_lane(c.lane))
+                    self._spawn(self._read_nonce(c.lane, check=True))
                 elif isinstance(c, FetchReconcile):
                     self._spawn(self._reconcile(c))
                 elif isinstance(c, PublishAccount):
@@ -512,27 +512,21 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     # --- venue I/O ---------------------------------------------------------------------------------------
-    async def _fetch_nonce(self, lane: int) -> None:
+    async def _read_nonce(self, lane: int, check: bool) -> None:
+        """``nextNonce`` of a lane: a fresh baseline (``NonceFetched``) or evidence for a doubt (``LaneChecked``)."""
         assert self.venue is not None
         try:
             nonce = await self.venue.next_nonce(lane)
         except VenueError as e:
-            log.warning("nonce fetch for key %d failed (retrying): %s", lane, e)
+            log.warning("nonce %s for key %d failed (retrying): %s", "check" if check else "fetch", lane, e)
             await self._apply(NonceFailed(lane, str(e)))
+            return
+        if check:
+            await self._apply(LaneChecked(lane, nonce))
             return
         M.NONCE_RESYNCS.inc()
         log.info("nonce of key %d from venue: %d", lane, nonce)
         await self._apply(NonceFetched(lane, nonce))
-
-    async def _check_lane(self, lane: int) -> None:
-        assert self.venue is not None
-        try:
-            nonce = await self.venue.next_nonce(lane)
-        except VenueError as e:
-            log.warning("nonce check for key %d failed: %s", lane, e)
-            await self._apply(NonceFailed(lane, str(e)))
-            return
-        await self._apply(LaneChecked(lane, nonce))
 
     async def _claim(self, c: SendBatch, hashes: list[str], expired: list[int]) -> tuple[str, str]:
         """One round trip before the send: lease, kill flag, journal records, ``gw:open``."""
