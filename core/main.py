@@ -37,8 +37,8 @@ RESTART_WINDOW_S = 60
 PIPE_LIMIT = 1 << 20
 # Secrets go only to the process that needs them: the gateway is the sole signer; the feed may use a
 # WS token given by the operator. Everything else never sees them, not even in /proc/<pid>/environ.
-SECRET_VARS = ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_API_BEARER", "WS_AUTH_TOKEN")
-SECRETS_FOR = {"gateway": ("LIGHTER_API_PRIVATE_KEY",), "feed": ("WS_AUTH_TOKEN",)}
+SECRET_VARS = ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_EXTRA_API_KEYS", "LIGHTER_API_BEARER", "WS_AUTH_TOKEN")
+SECRETS_FOR = {"gateway": ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_EXTRA_API_KEYS"), "feed": ("WS_AUTH_TOKEN",)}
 
 
 def child_env(env: dict[str, str], name: str) -> dict[str, str]:

@@ -169,8 +169,12 @@ def run_service(name: str, factory: Callable[[Settings], Service], description: 
     port = args.port or int(os.environ.get("PORT") or getattr(settings.ports, name))
     host = args.host or os.environ.get("HEALTH_HOST", "0.0.0.0")
     logs.setup(name, args.log_level)
-    for s in (settings.env.api_private_key, settings.env.ws_auth_token, settings.env.api_bearer):
+    for s in (settings.env.api_private_key, settings.env.ws_auth_token, settings.env.api_bearer,
+              settings.env.extra_api_keys):
         logs.register_secret(s.get_secret_value() if s else None)
+    if settings.env.extra_api_keys is not None:   # each lane's key alone too ("index:key,index:key")
+        for part in settings.env.extra_api_keys.get_secret_value().split(","):
+            logs.register_secret(part.partition(":")[2].strip() or None)
     BUILD.info({"service": name, "version": "0.1.0"})
     service = factory(settings)
     raise SystemExit(asyncio.run(_amain(service, settings, host, port)))

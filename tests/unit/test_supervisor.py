@@ -9,14 +9,16 @@ import pytest
 from core.main import Child, Supervisor, child_env
 
 ENV = {"PATH": "/bin", "LIGHTER_API_PRIVATE_KEY": "0xsecret", "LIGHTER_API_BEARER": "b", "WS_AUTH_TOKEN": "t",
-       "LIGHTER_API_PUBLIC_KEY": "pub", "LIGHTER_ACCOUNT_INDEX": "100"}
+       "LIGHTER_API_PUBLIC_KEY": "pub", "LIGHTER_ACCOUNT_INDEX": "100", "LIGHTER_EXTRA_API_KEYS": "5:0xlane"}
 
 
 def test_only_the_gateway_gets_the_private_key() -> None:
     assert child_env(ENV, "gateway")["LIGHTER_API_PRIVATE_KEY"] == "0xsecret"
+    assert child_env(ENV, "gateway")["LIGHTER_EXTRA_API_KEYS"] == "5:0xlane"
     for name in ("maker", "hedger", "guard", "feed", "venue", "redis"):
         env = child_env(ENV, name)
         assert "LIGHTER_API_PRIVATE_KEY" not in env and "LIGHTER_API_BEARER" not in env, name
+        assert "LIGHTER_EXTRA_API_KEYS" not in env, name
         assert env["LIGHTER_ACCOUNT_INDEX"] == "100" and env["PATH"] == "/bin"
     assert child_env(ENV, "feed")["WS_AUTH_TOKEN"] == "t" and "WS_AUTH_TOKEN" not in child_env(ENV, "gateway")
     assert child_env(ENV, "venue")["LIGHTER_API_PUBLIC_KEY"] == "pub"
