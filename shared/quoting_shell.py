@@ -33,6 +33,7 @@ from shared.bus import Entry, GroupConsumer, TailReader
 from shared.commands import Order as ORDER_COMMANDS
 from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
 from shared.config import Settings
+from shared.degraded import DegradedWatch
 from shared.ledger import RESTING, OrderLedger
 from shared.markets import MarketSpec
 from shared.quoting_metrics import INTENTS, REJECTED_INPUT
@@ -84,6 +85,7 @@ class QuotingShell:
         self.intents: Tally[str] = Tally()
         self.dead_letters = 0
         self.starved = Starvation(int(settings.maker.degraded_after_s * 1000))
+        self.degraded = DegradedWatch(name)
 
     # --- Service protocol -----------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -144,26 +146,28 @@ class QuotingShell:
         ns = clock.now_ns()
         await self._execute(rt, self.core.shutdown(ns // 1_000_000), ns, None, None)
 
-    def problems(self, now: float) -> list[str]:
-        """Why this service cannot do its job now (empty: it can)."""
+    def problems(self, now: float) -> dict[str, str]:
+        """Why this service cannot do its job now, by reason code (empty: it can)."""
         now_ms = int(now * 1000)
-        out = []
+        out: dict[str, str] = {}
         if not self.core.fresh(now_ms):
             ts = self.core.book_ts_ms
-            out.append("no book yet" if ts is None else f"book stale ({now - ts / 1000:.1f} s old)")
+            out["book_stale"] = "no book yet" if ts is None else f"book stale ({now - ts / 1000:.1f} s old)"
         if not self.core.ledger.position_known:
-            out.append("position unknown (no account data yet)")
+            out["position_unknown"] = "position unknown (no account data yet)"
         starved = self.starved.problem(now_ms)
         if starved:
-            out.append(starved)
+            out["orders_refused"] = starved
         return out
 
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         ts = self.core.book_ts_ms
-        problems = self.problems(now) if self.started else ["starting"]
+        problems = self.problems(now) if self.started else {"starting": "starting"}
+        if self.started:
+            self.degraded.observe(problems)
         detail: dict[str, Any] = {
             "state": "degraded" if problems else "ok",
-            "reason": "; ".join(problems),
+            "reason": "; ".join(problems.values()),
             **self.core.snapshot(),
             "book_age_s": None if ts is None else round(now - ts / 1000, 3),
             "last_intent_age_s": None if self.last_intent_s is None else round(now - self.last_intent_s, 3),
@@ -195,6 +199,8 @@ class QuotingShell:
 
     async def _timer_step(self, rt: Runtime) -> None:
         ns = clock.now_ns()
+        if self.started:
+            self.degraded.observe(self.problems(ns / 1e9))
         cmds = [replace(c, trace={**c.trace, "tick": ns}) if isinstance(c, ORDER_COMMANDS) else c
                 for c in self.core.on_timer(ns // 1_000_000)]   # "tick": decided on the timer, not on a frame
         await self._execute(rt, cmds, ns, None, None)

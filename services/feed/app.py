@@ -38,6 +38,7 @@ from services.feed.core import (GAP, AccountDown, Closed, Command, FeedCore, Fra
 from services.feed.decimals import check_decimals
 from shared import clock, keys, logs
 from shared.config import REPO_ROOT, Settings
+from shared.degraded import DEGRADED
 from shared.metrics import metric
 from shared.runtime import REDIS_ERRORS, Runtime
 
@@ -52,8 +53,6 @@ BOOK_AGE = Gauge("mm_book_age_seconds", "Seconds since the last applied order bo
 VENUE_ERRORS = Counter("mm_feed_venue_errors_total", "Error frames received from the venue", ["code"])
 SKIPPED = Counter("mm_feed_skipped_total", "Well-formed venue input deliberately not published")
 ACCOUNT_GAPS = Counter("mm_feed_account_gaps_total", "AccountGap messages published (account channels back up)")
-DEGRADED = metric(Counter, "mm_degraded_total", "Transitions of a service into the degraded state, by reason",
-                  ["service", "reason"])
 
 BOOK_MAX_AGE_S = 5.0      # healthy only while the last book frame is younger than this
 START_GRACE_S = 30.0      # soft problems read "starting" this long after start, until first up

@@ -28,6 +28,7 @@ from shared import keys, logs
 from shared.bus import Entry, GroupConsumer
 from shared.clock import now_ms
 from shared.config import Settings
+from shared.degraded import DegradedWatch
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Position, Reconcile, encode
 
@@ -130,6 +131,7 @@ class Gateway:
         self._token_minted_at: float | None = None
         self._fenced: str | None = None
         self._scripts: dict[str, Any] = {}
+        self.degraded = DegradedWatch("gateway")
 
     # --- Service protocol --------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -247,23 +249,32 @@ class Gateway:
         c = self.core
         return c is not None and c.signer_ready and c.reconciled and c.lease
 
+    def problems(self, now: float) -> dict[str, str]:
+        """Why the gateway cannot do its whole job now, by reason code (empty: it can)."""
+        core = self.core
+        assert core is not None
+        out: dict[str, str] = {}
+        if not core.lease:
+            out["standby"] = f"standby: lease held by {core.lease_holder or 'nobody'}"
+        for d in core.in_doubt:
+            out["nonce_in_doubt"] = f"nonce {d.first} in doubt for {round(now - d.since_ms / 1000, 1)} s"
+        rec_age = _age(now, core.stats.last_reconcile_ms)
+        if core.reconciled and rec_age is not None and rec_age > 3 * core.limits.reconcile_every_ms / 1000:
+            out["reconcile_stale"] = f"last reconcile {rec_age:.0f} s ago"
+        return out
+
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
         core = self.core
         if core is None:
             return False, {"signer_ready": False, "signer_problem": self.problem, "started": False}
         s = core.stats
         kill_age = _age(now, s.last_kill_read_ms)
-        reasons = []
-        if not core.lease:
-            reasons.append(f"standby: lease held by {core.lease_holder or 'nobody'}")
-        for d in core.in_doubt:
-            reasons.append(f"nonce {d.first} in doubt for {round(now - d.since_ms / 1000, 1)} s")
+        reasons = self.problems(now)
+        self.degraded.observe(reasons)
         rec_age = _age(now, s.last_reconcile_ms)
-        if core.reconciled and rec_age is not None and rec_age > 3 * core.limits.reconcile_every_ms / 1000:
-            reasons.append(f"last reconcile {rec_age:.0f} s ago")
         detail: dict[str, Any] = {
             "state": "degraded" if reasons else "ok",
-            "reason": "; ".join(reasons),
+            "reason": "; ".join(reasons.values()),
             "instance": self.instance,
             "lease": {"held": core.lease, "token": self.lease_token if core.lease else "", "holder": core.lease_holder},
             "signer_ready": core.signer_ready,
@@ -385,6 +396,7 @@ class Gateway:
             M.KILL_ACTIVE.set(0 if self.core.place_refusal() is None else 1)
             M.OPEN_TRACKED.set(len(self.core.live))
             M.IN_DOUBT.set(sum(len(d.nonces) for d in self.core.in_doubt))
+            self.degraded.observe(self.problems(time.time()))
             await rt.sleep(KILL_POLL_S)
 
     async def _poll(self) -> None:

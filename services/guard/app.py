@@ -22,6 +22,7 @@ from shared import clock, keys
 from shared.bus import Entry, GroupConsumer, TailReader
 from shared.cli import fail
 from shared.config import Settings
+from shared.degraded import DegradedWatch
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
 from shared.starvation import Starvation
@@ -79,6 +80,7 @@ class GuardService:
         self._started = False
         self._position_gauge = POSITION.labels(str(self.spec.market_id))
         self.starved = Starvation(int(settings.guard.degraded_after_s * 1000))
+        self.degraded = DegradedWatch("guard")
 
     # --- Service protocol -------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -123,18 +125,19 @@ class GuardService:
         ages = {"intent": age(c.last_intent_ms), "book": age(c.last_book_ms),
                 "account": age(c.last_account_ms), "fill": age(c.last_fill_ms),
                 "kill_read": round(now - self._kill_read_at, 3) if self._kill_read_at else None}
-        problems: list[str] = []
+        problems: dict[str, str] = {}
         intents_flowing = ages["intent"] is not None and ages["intent"] <= MID_MAX_AGE_S
         if intents_flowing and (ages["book"] is None or ages["book"] > MID_MAX_AGE_S):
-            problems.append(f"mid older than {MID_MAX_AGE_S:g}s while intents arrive")
+            problems["mid_stale"] = f"mid older than {MID_MAX_AGE_S:g}s while intents arrive"
         starved = self.starved.problem(int(now * 1000))
         if starved:
-            problems.append(f"every place vetoed: {starved}")
+            problems["orders_refused"] = f"every place vetoed: {starved}"
+        self.degraded.observe(problems)
         res = c.ledger.open_orders()
         fly = c.ledger.maybe_open()
         detail = {
             "state": "degraded" if problems else "ok",
-            "reason": "; ".join(problems),
+            "reason": "; ".join(problems.values()),
             "enabled": c.limits.enabled,
             "kill": {"set": c.kill is not None, "reason": c.kill, "readable": c.kill_known},
             "position": {"lots": c.position, "units": human(c.position, dec), "symbol": self.spec.symbol,
@@ -150,7 +153,7 @@ class GuardService:
             "fills": c.fills,
             "unhandled": len(self._inbox),
             "age_s": ages,
-            "problems": problems,
+            "problems": list(problems.values()),
         }
         return not problems, detail
 

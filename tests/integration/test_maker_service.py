@@ -173,15 +173,23 @@ async def test_veto_event_frees_the_side(redis: Redis) -> None:
 
 
 async def test_stale_book_pulls_quotes_and_health_turns_red(redis: Redis) -> None:
+    from prometheus_client import REGISTRY
+
+    def stale_count() -> float:
+        return REGISTRY.get_sample_value("mm_degraded_total", {"service": "maker", "reason": "book_stale"}) or 0.0
     await redis.set(keys.book_latest(2), book().model_dump_json())
     svc = MakerService(settings(max_book_age_s=Decimal("0.4")))
+    before = stale_count()
     async with running(svc, redis):
         placed = await n_intents(redis, 2)
         assert svc.health(time.time())[0]
         got = await n_intents(redis, 4)
         ok, detail = svc.health(time.time())
+        assert not svc.ready()
     assert {i.client_order_index for i in got[2:] if i.action == "cancel"} == {i.client_order_index for i in placed}
     assert not ok and detail["mode"] == "stale" and detail["book_age_s"] > 0.4
+    assert detail["state"] == "degraded" and "book stale" in detail["reason"]
+    assert stale_count() == before + 1        # counted once per episode, however often it was looked at
     assert detail["intents"] == {"place": 2, "cancel": 2} and detail["last_intent_age_s"] is not None
 
 

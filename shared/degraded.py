@@ -1,0 +1,25 @@
+"""A service's transitions into ``degraded``, counted: ``mm_degraded_total{service,reason}``.
+
+Each reason is a short fixed code (the label stays low-cardinality; the text goes to ``/health``).
+A reason counts once per episode: when it appears, not while it lasts.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from shared.metrics import metric
+
+DEGRADED = metric(Counter, "mm_degraded_total", "Transitions of a service into the degraded state, by reason",
+                  ["service", "reason"])
+
+
+class DegradedWatch:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.codes: frozenset[str] = frozenset()
+
+    def observe(self, problems: dict[str, str]) -> None:
+        """``problems``: reason code -> text, as found now (empty: all is well)."""
+        for code in problems.keys() - self.codes:
+            DEGRADED.labels(self.service, code).inc()
+        self.codes = frozenset(problems)
