@@ -171,15 +171,18 @@ async def test_a_timed_out_send_ends_exactly_once(system: System, obs: Observer,
         assert unknown is not None, "no place timed out in 3 tries"
         coi = int(unknown["client_order_index"])
         resolved = await _until("its outcome resolved", lambda: _event(obs, t0, "resolved", coi), timeout=30)
-        assert resolved["message"].startswith(("executed", "open")), resolved
+        # executed: the venue consumed its nonce (booked once); dropped: the venue refused it when the delay
+        # ended (an IOC hedge whose batch no longer fit, say) and a superseding tx took the nonce (booked never)
+        assert resolved["message"].startswith(("executed", "dropped")), resolved
+        booked_if = 1 if resolved["message"].startswith("executed") else 0
         gw = await _until("the gateway ok again", lambda: _gateway_ok(obs), timeout=30)
         how = resolved["message"].split(":")[0]
         assert gw["resolved"].get(how, 0) >= 1 and all(lane["in_doubt"] is None for lane in gw["lanes"]), gw
         await obs.state()
-        assert len(obs.by_coi.get(coi, ())) == 1, f"{coi} booked {len(obs.by_coi.get(coi, ()))} times"
+        assert len(obs.by_coi.get(coi, ())) == booked_if, f"{coi} booked {len(obs.by_coi.get(coi, ()))} times"
         await settled(obs)
         await obs.state()
-        assert len(obs.by_coi[coi]) == 1 and not obs.duplicates(), obs.duplicates()
+        assert len(obs.by_coi.get(coi, ())) == booked_if and not obs.duplicates(), obs.duplicates()
     finally:
         stop.set()
         await watcher
@@ -218,7 +221,7 @@ async def test_a_partial_fill_leaves_the_venues_remaining_in_the_ledgers(system:
         assert part < size
         assert await taker.ioc(not quote["is_ask"], int(quote["base_price"]), part) is None
         o = await _until("the partial fill", lambda: _partial(obs, coi), timeout=10)
-        assert lots(o["filled_base_amount"]) == part
+        assert lots(o["filled_base_amount"]) >= part   # the venue's own takers may have hit it too
 
         async def same() -> bool:   # the maker's ledger and the venue agree on what is left
             o = await _order(obs, coi)

@@ -62,9 +62,14 @@ async def test_freeze_feed_silences_one_market_then_resumes_consistently(venue: 
         await asyncio.sleep(0.06)  # a flush that was already on its way may still arrive
         frames = await ws.drain(0.8)
         chans = [m.get("channel") for m in frames]
-        late = [m for m in frames[:2] if m.get("channel") == "order_book:0"]
+        late = []   # market-0 frames at the head of the drain were already on their way (a loaded box delays them)
+        for m in frames[:3]:
+            if m.get("channel") not in ("order_book:0", "ticker:0"):
+                break
+            late.append(m)
         for m in late:
-            nonce = m["order_book"]["nonce"]
+            if m.get("channel") == "order_book:0":
+                nonce = m["order_book"]["nonce"]
         assert chans[len(late):].count("order_book:0") == 0 and "ticker:0" not in chans[len(late):]
         assert chans.count("order_book:1") >= 3
         u = (await ws.until(of("order_book:0", "update/order_book"), timeout=3))["order_book"]
