@@ -180,12 +180,6 @@ class OrderLedger:
         """The venue's last position plus the fills it reported after it (separate channels, any order)."""
         return self.position + sum(lots for _, _, lots in self.unconfirmed)
 
-    def worst_long(self, extra_bid: int = 0) -> int:
-        return self.effective_position + self.exposure(False) + extra_bid
-
-    def worst_short(self, extra_ask: int = 0) -> int:
-        return self.effective_position - self.exposure(True) - extra_ask
-
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for o in self.orders.values():

@@ -39,7 +39,6 @@ from services.feed.decimals import check_decimals
 from shared import clock, keys, logs
 from shared.config import REPO_ROOT, Settings
 from shared.degraded import DEGRADED
-from shared.metrics import metric
 from shared.runtime import REDIS_ERRORS, Runtime
 
 log = logging.getLogger("feed")
