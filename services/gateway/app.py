@@ -147,8 +147,7 @@ class Gateway:
                 self.problem = str(e)
         if self.problem is not None:
             log.error("gateway cannot sign (%s): staying up, unhealthy, sending nothing", self.problem)
-        self.core = GatewayCore(limits_from(self.settings), lane_indexes(self.settings), self.problem,
-                                (self.spec.market_id,))
+        self.core = GatewayCore(limits_from(self.settings), lane_indexes(self.settings), self.problem)
         for name, body in (("claim", _CLAIM), ("release", _RELEASE)):
             self._scripts[name] = rt.redis.register_script(body)
         streams = [keys.ORDERS_APPROVED] + ([keys.acct(env.account_index)] if env.account_index is not None else [])
@@ -300,6 +299,8 @@ class Gateway:
             "batches": s.batches,
             "batch_txs": s.batch_txs,
             "dropped_cancels": s.dropped_cancels,
+            "queue_full": s.queue_full,
+            "dead_man_arms": s.dead_man_arms,
             "heartbeat_cancels": s.heartbeat_cancels,
             "heartbeat_lost": sorted(core.heartbeat_lost),
             "nonce_resyncs": s.nonce_resyncs,

@@ -385,12 +385,10 @@ class GatewayCore:
     """State of one gateway (one account, one or more API keys). ``signer_problem`` names what keeps
     the signer from working (a missing variable, a bad key); while set nothing is ever sent."""
 
-    def __init__(self, limits: Limits, key_indexes: tuple[int, ...] = (0,), signer_problem: str | None = None,
-                 markets: tuple[int, ...] = ()) -> None:
+    def __init__(self, limits: Limits, key_indexes: tuple[int, ...] = (0,), signer_problem: str | None = None) -> None:
         self.limits = limits
         self.order_expiry_ms = limits.order_expiry_ms
         self.signer_problem = signer_problem
-        self.markets = markets
         self.lanes = [Lane(k) for k in key_indexes]
         self.kill: KillState = "unknown"
         self.kill_reason = ""
