@@ -41,7 +41,7 @@ def _intent(action: str, intent_id: str, **kw: Any) -> OrderIntent:
 def test_a_cancel_never_overtakes_its_place_held_for_the_startup_reconcile() -> None:
     """A restarted gateway reads a place and then its cancel (the maker requoted while the gateway
     was down) before its start-up reconcile is done: the cancel must wait behind the place."""
-    core = GatewayCore(Limits(dead_man_ms=0), (KEY,), None, (2,))
+    core = GatewayCore(Limits(dead_man_ms=0), (KEY,))
     core.handle(LeaseRead(True, "gateway-1:2"), T0)
     core.handle(KillRead(None), T0)
     assert core.handle(SenderReady(), T0) == [FetchNonce(KEY)]
