@@ -92,11 +92,114 @@ class HedgerConfig(Section):
     min_interval_s: Decimal = Decimal("1.0")
 
 
+Action = Literal["REDUCING", "HALTED"]
+
+
+class TriggerConfig(Section):
+    """One risk trigger: what it moves the guard to, and whether it resumes on its own.
+
+    ``auto_resume``: the trigger clears once its condition has been false for ``resume_after_s``
+    (hysteresis); otherwise it stays latched until an operator ``SET risk:resume 1``.
+    """
+
+    enabled: bool = True
+    action: Action = "HALTED"
+    auto_resume: bool = True
+    resume_after_s: Decimal = Field(Decimal("2"), ge=0, le=86400)
+
+
+class InventoryTrigger(TriggerConfig):
+    """Actual position beyond ``max_position_units`` / ``max_inventory_notional``: reduce only, until the
+    position is back under ``resume_ratio`` x the limits."""
+
+    action: Action = "REDUCING"
+    resume_after_s: Decimal = Field(Decimal("0"), ge=0, le=86400)
+    resume_ratio: Decimal = Field(Decimal("0.8"), gt=0, le=1)
+
+
+class DrawdownTrigger(TriggerConfig):
+    """PnL (realised + position marked to mid) fell ``max_usdc`` below its peak since the guard started."""
+
+    action: Action = "REDUCING"
+    auto_resume: bool = False
+    max_usdc: Decimal = Field(Decimal("3"), gt=0, le=10_000_000)
+    resume_ratio: Decimal = Field(Decimal("0.5"), ge=0, lt=1)   # auto-resume below this share of max_usdc
+
+
+class StaleFeedTrigger(TriggerConfig):
+    """No book update for ``after_s``: quotes priced on it are stale; everything comes off."""
+
+    after_s: Decimal = Field(Decimal("5"), gt=0, le=3600)
+
+
+class IdleAccountTrigger(TriggerConfig):
+    """Nothing on our account stream for ``after_s`` (the gateway's reconcile alone writes every 30 s):
+    fills may be going unseen."""
+
+    after_s: Decimal = Field(Decimal("90"), gt=0, le=86400)
+    resume_after_s: Decimal = Field(Decimal("0"), ge=0, le=86400)
+
+
+class RejectStormTrigger(TriggerConfig):
+    """``count`` venue rejects within ``window_s``: something is wrong with what we send."""
+
+    count: int = Field(10, ge=1, le=100_000)
+    window_s: Decimal = Field(Decimal("60"), gt=0, le=86400)
+    resume_after_s: Decimal = Field(Decimal("60"), ge=0, le=86400)
+
+
+class HeartbeatTrigger(TriggerConfig):
+    """A service's heartbeat, once seen, older than ``after_s``. Reducing by default: the gateway already
+    pulls a dead maker's quotes, and the hedger must stay able to reduce."""
+
+    action: Action = "REDUCING"
+    after_s: Decimal = Field(Decimal("10"), gt=0, le=3600)
+    services: tuple[Literal["feed", "maker", "hedger", "gateway"], ...] = ("feed", "maker", "hedger", "gateway")
+
+
+class CrossedBookTrigger(TriggerConfig):
+    """Best bid >= best ask in the feed's book: the local book is corrupt (or the venue is)."""
+
+
+class TriggersConfig(Section):
+    inventory: InventoryTrigger = InventoryTrigger()
+    drawdown: DrawdownTrigger = DrawdownTrigger()
+    stale_feed: StaleFeedTrigger = StaleFeedTrigger()
+    idle_account: IdleAccountTrigger = IdleAccountTrigger()
+    reject_storm: RejectStormTrigger = RejectStormTrigger()
+    heartbeat: HeartbeatTrigger = HeartbeatTrigger()
+    crossed_book: CrossedBookTrigger = CrossedBookTrigger()
+
+
+class RateConfig(Section):
+    """The account tier's request budget, shared by everything that talks to the venue.
+
+    Lighter's standard tier allows 60 requests per rolling minute, reads included. Places and
+    modifies may use ``requests_per_min - reserved_per_min``; the reserve is for cancels, the kill
+    path, reconcile reads and dead-man re-arms, which are never held back. The maker may use all
+    but ``hedge_reserved_per_min`` of the place budget, so a hedge always finds room.
+    """
+
+    requests_per_min: int = Field(60, ge=1, le=1_000_000)
+    reserved_per_min: int = Field(20, ge=0, le=1_000_000)
+    hedge_reserved_per_min: int = Field(8, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "RateConfig":
+        if self.reserved_per_min + self.hedge_reserved_per_min >= self.requests_per_min:
+            raise ValueError("reserved_per_min: reserved_per_min + hedge_reserved_per_min must be below requests_per_min")
+        return self
+
+
 class GuardConfig(Section):
     degraded_after_s: Decimal = Field(Decimal("30"), gt=0, le=3600)  # every place vetoed this long, none resting: degraded
     enabled: bool = True
-    max_position_units: Decimal = Decimal("0.2")
-    max_inventory_notional: Decimal = Decimal("35")
+    max_position_units: Decimal = Field(Decimal("0.2"), gt=0, le=1_000_000_000)
+    max_inventory_notional: Decimal = Field(Decimal("35"), gt=0, le=1_000_000_000)
+    max_price_deviation_bps: Decimal = Field(Decimal("200"), gt=0, le=5000)   # price band around mid, every source
+    max_book_age_ms: int = Field(1000, ge=50, le=60_000)   # the book an intent was priced from, at most this old
+    rate: RateConfig = RateConfig()
+    triggers: TriggersConfig = TriggersConfig()
 
 
 class MarketConfig(Section):

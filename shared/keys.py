@@ -32,8 +32,12 @@ ORDERS_APPROVED = "orders:approved"    # guard -> gateway (group "gateway")
 ORDERS_EVENTS = "orders:events"        # gateway acks/rejects/fills, guard vetoes
 
 # --- risk -----------------------------------------------------------------------------------------
-RISK_KILL = "risk:kill"    # any value = halted, the value is the reason; DEL resumes
-RISK_STATE = "risk:state"  # reserved for ACTIVE|REDUCING|HALTED (later issue)
+RISK_KILL = "risk:kill"      # operator's one-key switch: any value = HALTED, the value is the reason; DEL resumes
+RISK_REDUCE = "risk:reduce"  # operator: any value = REDUCING (only position-shrinking orders), the value is the reason
+RISK_RESUME = "risk:resume"  # operator: SET it to clear latched triggers (e.g. drawdown); the guard deletes it
+RISK_STATE = "risk:state"    # guard: ACTIVE | REDUCING | HALTED (string); a missing key counts as HALTED
+RISK_EVENTS = "risk:events"  # guard: every trading-state change (RiskState messages), MAXLEN ~ RISK_EVENTS_MAXLEN
+RISK_EVENTS_MAXLEN = 10_000
 
 # --- dead letters and health ----------------------------------------------------------------------
 def dead_letter(service: str) -> str:
