@@ -147,6 +147,7 @@ class OrderIntent(Msg):
     reduce_only: bool = False
     created_ms: int
     ttl_ms: int = 5_000
+    book_ts_ms: int = 0      # venue time of the book it was priced from (0: hand-made, the guard's own book counts)
     trace: Trace = Field(default_factory=dict)
 
 
@@ -177,13 +178,34 @@ class OrderEvent(Msg):
     trace: Trace = Field(default_factory=dict)
 
 
+# --- risk ---------------------------------------------------------------------------------------
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class RiskState(Msg):
+    """The guard's trading state, on ``risk:events`` at every change (and at guard start).
+
+    ``ACTIVE``: every order the checks pass. ``REDUCING``: only orders that can only shrink the
+    position. ``HALTED``: cancels only. ``triggers`` maps each active trigger to its reason;
+    ``reason`` is the one that decided the state. ``position`` (lots) tells producers which side
+    reduces without waiting for their own account data.
+    """
+
+    type: Literal["risk"] = "risk"
+    state: TradingState
+    reason: str = ""
+    triggers: dict[str, str] = Field(default_factory=dict)
+    position: int = 0
+    ts_ms: int
+
+
 AnyMsg = Annotated[
-    Union[BookTop, Trade, OrderUpdate, Fill, Position, AccountGap, Reconcile, OrderIntent, OrderEvent],
+    Union[BookTop, Trade, OrderUpdate, Fill, Position, AccountGap, Reconcile, OrderIntent, OrderEvent, RiskState],
     Field(discriminator="type"),
 ]
 _BY_TYPE: dict[str, type[Msg]] = {
     m.model_fields["type"].default: m for m in (BookTop, Trade, OrderUpdate, Fill, Position, AccountGap, Reconcile,
-                                                  OrderIntent, OrderEvent)
+                                                  OrderIntent, OrderEvent, RiskState)
 }
 
 

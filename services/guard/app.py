@@ -13,10 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from shared.metrics import position_lots
-from redis.exceptions import ResponseError
 
 from shared import clock, keys
 from shared.bus import Entry, GroupConsumer, TailReader
@@ -24,18 +23,21 @@ from shared.cli import fail
 from shared.config import Settings
 from shared.degraded import DegradedWatch
 from shared.runtime import REDIS_ERRORS, Runtime
-from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
+from shared.schemas import (AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile,
+                            encode)
 from shared.starvation import Starvation
 
 from services.guard.core import (
     Approve,
+    ClearResume,
     Command,
     Duplicate,
     GuardCore,
     GuardLimits,
+    Heartbeats,
     KillState,
+    PublishState,
     Recovered,
-    SetKill,
     Veto,
 )
 from services.guard.recovery import id_key, recover
@@ -44,11 +46,13 @@ from services.guard.rules import human
 log = logging.getLogger("guard")
 
 VERDICTS = Counter("mm_guard_verdicts_total", "Guard verdicts on order intents", ["verdict", "reason"])
-KILL_TRIPS = Counter("mm_kill_trips_total", "Times the guard tripped risk:kill on a limit breach")
+TRANSITIONS = Counter("mm_risk_transitions_total", "Trading-state changes", ["from_state", "to_state", "trigger"])
+STATE = Gauge("mm_risk_state", "1 for the current trading state", ["state"])
+TRIPS = Counter("mm_risk_trigger_trips_total", "Risk trigger trips", ["trigger"])
 POSITION = position_lots()
 
 MID_MAX_AGE_S = 10.0       # unhealthy when the mid is older than this while intents arrive
-KILL_REFRESH_S = 1.0       # re-read risk:kill at least this often even without intents (health)
+KILL_REFRESH_S = 1.0       # re-read the switches and heartbeats at least this often even without intents
 ACCOUNT_TYPES = (Position, OrderUpdate, Fill, AccountGap, Reconcile)
 
 
@@ -74,7 +78,7 @@ class GuardService:
         self._books: TailReader | None = None
         self._inbox: list[Entry] = []                     # read, not yet fully handled (acked)
         self._decided: dict[str, tuple[str, Msg]] = {}   # entry id -> verdict to publish: judged once, resent unchanged
-        self._kill_todo: str | None = None
+        self._state_todo: list[PublishState] = []       # state changes not yet written (Redis error): retried first
         self._kill_read_at = 0.0
         self._last_ids: dict[str, tuple[int, int]] = {}
         self._started = False
@@ -97,7 +101,7 @@ class GuardService:
             self.core.handle(ev, at_ms)  # history: its commands were carried out back then
         self._last_ids = dict(rec.last_ids)
         now = clock.now_ms()
-        self.core.on_timer(now)
+        await self._read_flags(rt)   # the operator's switches count from the first state on
         await self._execute(rt, self.core.handle(Recovered(rec.known_verdicts), now))
         self._position_gauge.set(self.core.position)
         await rt.redis.set(keys.RECONCILE_REQUEST, "guard start")   # the venue's truth for the rebuilt ledger
@@ -136,9 +140,11 @@ class GuardService:
         res = c.ledger.open_orders()
         fly = c.ledger.maybe_open()
         detail = {
-            "state": "degraded" if problems else "ok",
-            "reason": "; ".join(problems.values()),
+            "state": "degraded" if problems else ("ok" if c.state == "ACTIVE" else c.state.lower()),
+            "reason": "; ".join(problems.values()) or c.reason,
             "enabled": c.limits.enabled,
+            "trading": {"state": c.state, "reason": c.reason},
+            "risk": c.risk_view(),
             "kill": {"set": c.kill is not None, "reason": c.kill, "readable": c.kill_known},
             "position": {"lots": c.position, "units": human(c.position, dec), "symbol": self.spec.symbol,
                          "known": c.position_known, "breached": c.breached},
@@ -149,7 +155,6 @@ class GuardService:
             "in_flight": {"bids": sum(not o.is_ask for o in fly), "asks": sum(o.is_ask for o in fly)},
             "ledger": c.ledger.summary(),
             "verdicts": {"approved": dict(c.approved), "vetoed": dict(c.vetoed), "duplicates": c.duplicates},
-            "kill_trips": c.kill_trips,
             "fills": c.fills,
             "unhandled": len(self._inbox),
             "age_s": ages,
@@ -165,15 +170,15 @@ class GuardService:
         instead of leaving entries pending until the next restart.
         """
         assert self._consumer is not None
-        self.core.on_timer(clock.now_ms())
-        if self._kill_todo is not None:
-            await self._set_kill(rt, self._kill_todo)
+        if self._state_todo:
+            await self._write_states(rt)
+        await self._execute(rt, self.core.on_timer(clock.now_ms()))
         if not self._inbox:
             entries = await self._consumer.read()
             self._inbox = ([e for e in entries if e.stream != keys.ORDERS_INTENTS]
                            + [e for e in entries if e.stream == keys.ORDERS_INTENTS])
         if any(e.stream == keys.ORDERS_INTENTS for e in self._inbox) or self._kill_stale():
-            await self._read_kill(rt)
+            await self._read_flags(rt)
         while self._inbox:
             e = self._inbox[0]
             if e.stream != keys.ORDERS_INTENTS:
@@ -225,7 +230,8 @@ class GuardService:
                 if not self.core.ledger.open_orders():
                     self.starved.refused(now, c.message)
                 VERDICTS.labels("vetoed", c.reason).inc()
-                log.info("vetoed %s %s %s: %s", it.intent_id, it.action, "ask" if it.is_ask else "bid", c.message)
+                log.log(logging.DEBUG if c.reason == "halted" else logging.INFO, "vetoed %s %s %s: %s",
+                        it.intent_id, it.action, "ask" if it.is_ask else "bid", c.message)
                 trace = {**it.trace, "guard": clock.now_ns()}
                 return keys.ORDERS_EVENTS, OrderEvent(
                     kind="veto", intent_id=it.intent_id, source=it.source, action=it.action, market_id=it.market_id,
@@ -240,22 +246,43 @@ class GuardService:
     def _kill_stale(self) -> bool:
         return clock.now_ms() / 1000 - self._kill_read_at > KILL_REFRESH_S
 
-    async def _read_kill(self, rt: Runtime) -> None:
-        """GET risk:kill into the core; an unreadable flag fails closed (places vetoed)."""
+    async def _read_flags(self, rt: Runtime) -> None:
+        """One round trip: the operator's switches (``risk:kill``, ``risk:reduce``, ``risk:resume``) and
+        every service's heartbeat. An unreadable kill flag fails closed (HALTED). Also re-asserts
+        ``risk:state`` (somebody may have deleted it; a missing state means HALTED to everyone)."""
         now = clock.now_ms()
+        names = list(self.settings.guard.triggers.heartbeat.services)
         try:
-            raw = await rt.redis.get(keys.RISK_KILL)
-        except ResponseError as e:  # e.g. WRONGTYPE: somebody stored something odd there
-            log.error("risk:kill unreadable (%s); vetoing places", e)
-            self.core.handle(KillState(None, readable=False), now)
-            return
+            pipe = rt.redis.pipeline(transaction=False)
+            pipe.get(keys.RISK_KILL)
+            pipe.get(keys.RISK_REDUCE)
+            pipe.get(keys.RISK_RESUME)
+            pipe.mget([keys.heartbeat(n) for n in names])
+            if self.core.published:
+                pipe.set(keys.RISK_STATE, self.core.state)
+            res = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS:
-            self.core.handle(KillState(None, readable=False), now)
+            await self._execute(rt, self.core.handle(KillState(None, readable=False), now))
             raise
-        reason = None if raw is None else (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+        kill_raw, reduce_raw, resume_raw, beats = res[:4]
+        if isinstance(kill_raw, Exception) or isinstance(reduce_raw, Exception):  # e.g. WRONGTYPE
+            log.error("risk:kill/risk:reduce unreadable (%s); halting", kill_raw if isinstance(kill_raw, Exception) else reduce_raw)
+            await self._execute(rt, self.core.handle(KillState(None, readable=False), now))
+            return
+        reason, reduce = _text(kill_raw), _text(reduce_raw)
         if reason != self.core.kill:
-            log.warning("risk:kill %s", f"set: {reason}" if reason is not None else "cleared; resuming")
-        self.core.handle(KillState(reason), now)
+            log.warning("risk:kill %s", f"set: {reason}" if reason is not None else "cleared")
+        cmds = self.core.handle(KillState(reason, reduce=reduce, resume=resume_raw is not None
+                                          and not isinstance(resume_raw, Exception)), now)
+        if not isinstance(beats, Exception):
+            hb: dict[str, int | None] = {}
+            for n, v in zip(names, beats):
+                try:
+                    hb[n] = None if v is None else int(v)
+                except ValueError:
+                    hb[n] = None
+            cmds += self.core.handle(Heartbeats(hb), now)
+        await self._execute(rt, cmds)
         self._kill_read_at = now / 1000
 
     # --- state streams ----------------------------------------------------------------------------
@@ -310,19 +337,38 @@ class GuardService:
     # --- commands ---------------------------------------------------------------------------------
     async def _execute(self, rt: Runtime, cmds: list[Command]) -> None:
         for c in cmds:
-            if isinstance(c, SetKill):
-                KILL_TRIPS.inc()
-                log.error("limit breached, tripping kill: %s", c.reason)
-                self._kill_todo = c.reason
-                await self._set_kill(rt, c.reason)
+            if isinstance(c, PublishState):
+                st = c.state
+                TRANSITIONS.labels(c.previous, st.state, c.trigger).inc()
+                for n in ("ACTIVE", "REDUCING", "HALTED"):
+                    STATE.labels(n).set(1 if n == st.state else 0)
+                if st.state != c.previous:
+                    for name in st.triggers:
+                        TRIPS.labels(name).inc()
+                lvl = logging.INFO if st.state == "ACTIVE" else logging.WARNING
+                log.log(lvl, "trading state %s -> %s%s", c.previous, st.state, f": {st.reason}" if st.reason else "")
+                self._state_todo.append(c)
+            elif isinstance(c, ClearResume):
+                log.warning("risk:resume applied: latched triggers cleared, drawdown peak reset")
+                await rt.redis.delete(keys.RISK_RESUME)
+        if self._state_todo:
+            await self._write_states(rt)
 
-    async def _set_kill(self, rt: Runtime, reason: str) -> None:
-        if await rt.redis.set(keys.RISK_KILL, reason, nx=True):
-            log.error("risk:kill set: %s", reason)
-        else:
-            current = await rt.redis.get(keys.RISK_KILL)
-            log.warning("risk:kill already set (%r); keeping it", current.decode("utf-8", "replace") if isinstance(current, bytes) else current)
-        self._kill_todo = None
+    async def _write_states(self, rt: Runtime) -> None:
+        """``SET risk:state`` and ``XADD risk:events`` in one transaction, oldest change first."""
+        while self._state_todo:
+            st = self._state_todo[0].state
+            pipe = rt.redis.pipeline(transaction=True)
+            pipe.set(keys.RISK_STATE, st.state)
+            pipe.xadd(keys.RISK_EVENTS, encode(st), maxlen=keys.RISK_EVENTS_MAXLEN, approximate=True)
+            await pipe.execute()
+            self._state_todo.pop(0)
+
+
+def _text(raw: object) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def build(settings: Settings) -> GuardService:

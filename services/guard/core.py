@@ -1,32 +1,44 @@
-"""The guard's pure decision core: the last word on every order intent.
+"""The guard's pure decision core: the last word on every order intent, and the trading state.
 
 State: an ``OrderLedger`` (the one order truth: our position, resting orders, places approved and
-not yet seen at the venue, orders whose send outcome is unknown, each side's worst case), the mid
-and the kill flag. ``handle(event, now_ms)`` returns commands (approve, veto, trip the kill flag)
-and never does I/O, reads a clock or draws random numbers, so every rule is unit-testable and a
-recorded stream replays deterministically.
+not yet seen at the venue, orders whose send outcome is unknown, each side's worst case), the mid,
+the operator's switches, the risk triggers and the request budget. ``handle(event, now_ms)``
+returns commands (approve, veto, publish a new trading state) and never does I/O, reads a clock or
+draws random numbers, so every rule is unit-testable and a recorded stream replays exactly.
 
-Rules for a ``place`` (in this order; ``cancel``/``cancel_all`` are always approved):
- 1. kill flag set (or unreadable) -> veto ``kill: <reason>``; this holds even with ``guard.enabled: false``;
+**Trading state** (``services.guard.triggers``): ``ACTIVE``, ``REDUCING`` (only orders that can
+only shrink the position) or ``HALTED`` (cancels only). Triggers: the operator's ``risk:kill``
+(HALTED, its value the reason) and ``risk:reduce`` (REDUCING), an unreadable flag (HALTED),
+inventory breach, trailing drawdown, stale feed, idle account stream, reject storm, lost
+heartbeat, crossed book. Every change is a ``PublishState`` command.
+
+Rules for a ``place`` or ``modify`` (in this order; ``cancel``/``cancel_all`` always pass):
+ 1. ``HALTED`` (kill flag set or unreadable included) -> veto ``halted``; holds with ``guard.enabled: false``;
  2. ``guard.enabled: false`` -> approve everything else (the guard rails are off);
- 3. wrong market, non-positive price/size, reused client_order_index -> veto ``market``/``invalid``;
- 4. ``created_ms + ttl_ms < now`` -> veto ``stale``;
- 5. crosses one of our own orders on the other side (resting or approved in flight) -> ``self-trade``;
- 6. worst-case position counting resting and in-flight orders beyond ``guard.max_position_units``
-    -> ``position`` (an order that reduces an over-limit position passes);
- 7. the same worst case x mid (order price without a mid) above ``guard.max_inventory_notional``
-    -> ``notional``.
-A limit breached by the *actual* position trips the kill flag once per breach episode.
+ 3. wrong market, non-positive price/size, reused client_order_index -> ``market``/``invalid``;
+ 4. ``created_ms + ttl_ms < now`` -> ``stale``;
+ 5. position not yet known -> ``position``;
+ 6. below the exchange minimum size or notional -> ``min_size``/``min_notional``;
+ 7. no mid, or further than ``max_price_deviation_bps`` from it -> ``price_band``;
+ 8. priced from a book older than ``max_book_age_ms`` -> ``book_age``;
+ 9. crosses one of our own orders on the other side -> ``self-trade``;
+10. ``REDUCING`` and the order could add to the position -> ``reducing``;
+11. worst-case position (resting + in flight + this) beyond the limit -> ``position``; its notional -> ``notional``;
+12. the request budget for places and modifies spent -> ``rate``.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 
-from shared.config import Settings
+from shared.config import GuardConfig, Settings
 from shared.ledger import OrderLedger
 from shared.markets import MarketSpec, round_down
-from shared.schemas import BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
+from shared.rate_budget import RateBudget
+from shared.schemas import (BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, RiskState,
+                            TradingState)
 
 from services.guard.rules import (
     OwnOrder,
@@ -39,10 +51,11 @@ from services.guard.rules import (
     worst_long,
     worst_short,
 )
+from services.guard.triggers import MANUAL, Trigger, Triggers
 
 __all__ = [
-    "Approve", "Command", "Duplicate", "GuardCore", "GuardLimits", "KillState", "OwnOrder", "Recovered",
-    "Replayed", "SetKill", "Veto", "self_trade_conflict", "would_self_trade",
+    "Approve", "ClearResume", "Command", "Duplicate", "GuardCore", "GuardLimits", "Heartbeats", "KillState",
+    "OwnOrder", "PublishState", "Recovered", "Replayed", "Veto", "self_trade_conflict", "would_self_trade",
 ]
 
 KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
@@ -51,10 +64,20 @@ KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten a
 # --- events the shell feeds in besides shared.schemas messages -------------------------------------
 @dataclass(frozen=True, slots=True)
 class KillState:
-    """The value of ``risk:kill`` read just before a verdict batch; ``readable=False`` fails closed."""
+    """The operator's switches read just before a verdict batch: ``risk:kill`` (HALTED), ``risk:reduce``
+    (REDUCING), ``risk:resume`` (clear latched triggers). ``readable=False`` fails closed (HALTED)."""
 
     reason: str | None
     readable: bool = True
+    reduce: str | None = None
+    resume: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeats:
+    """Each service's last heartbeat (wall ms it wrote), ``None`` when its key is absent."""
+
+    beats: dict[str, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +94,7 @@ class Recovered:
     known_verdicts: frozenset[str] = frozenset()
 
 
-Event = Msg | KillState | Replayed | Recovered
+Event = Msg | KillState | Heartbeats | Replayed | Recovered
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -100,13 +123,20 @@ class Duplicate:
 
 
 @dataclass(frozen=True, slots=True)
-class SetKill:
-    """Halt trading: ``SET risk:kill <reason> NX`` (an operator's reason is never overwritten)."""
+class PublishState:
+    """The trading state changed: ``SET risk:state`` and ``XADD risk:events`` (one transaction)."""
 
-    reason: str
+    state: RiskState
+    previous: TradingState
+    trigger: str          # the trigger whose trip or clearance made the change ("start" at start-up)
 
 
-Command = Approve | Veto | Duplicate | SetKill
+@dataclass(frozen=True, slots=True)
+class ClearResume:
+    """The operator's ``risk:resume`` was applied: delete it."""
+
+
+Command = Approve | Veto | Duplicate | PublishState | ClearResume
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +148,27 @@ class GuardLimits:
     max_notional_micro: int
     max_position_human: str = ""
     max_notional_human: str = ""
+    cfg: GuardConfig = GuardConfig()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "GuardLimits":
         g, dec = settings.guard, settings.market.size_decimals
-        return cls.build(g.enabled, g.max_position_units, g.max_inventory_notional, dec)
+        return cls.build(g.enabled, g.max_position_units, g.max_inventory_notional, dec, g)
 
     @classmethod
-    def build(cls, enabled: bool, max_position_units: Decimal, max_notional: Decimal, size_decimals: int) -> "GuardLimits":
+    def build(cls, enabled: bool, max_position_units: Decimal, max_notional: Decimal, size_decimals: int,
+              cfg: GuardConfig | None = None) -> "GuardLimits":
         return cls(enabled, round_down(max_position_units, size_decimals), round_down(max_notional, 6),
-                   human_dec(max_position_units), human_dec(max_notional))
+                   human_dec(max_position_units), human_dec(max_notional), cfg or GuardConfig())
+
+
+def _triggers(cfg: GuardConfig) -> Triggers:
+    t, tr = cfg.triggers, Triggers()
+    for name, action in MANUAL.items():
+        tr.add(Trigger(name, action, auto_resume=True))
+    for name in ("inventory", "drawdown", "stale_feed", "idle_account", "reject_storm", "heartbeat", "crossed_book"):
+        tr.add(Trigger.from_config(name, getattr(t, name)))
+    return tr
 
 
 @dataclass(slots=True)
@@ -140,31 +181,55 @@ class GuardCore:
     mid2: int | None = None                 # 2 x mid in ticks (a mid may fall on half a tick)
     kill: str | None = None
     kill_known: bool = False                # False until the first readable KillState: fail closed
-    breached: bool = False                  # inside a breach episode (the kill flag trips on entry)
     known_verdicts: set[str] = field(default_factory=set)
     known_until_ms: int = 0
     approved: dict[str, int] = field(default_factory=dict)
     vetoed: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     fills: int = 0
-    kill_trips: int = 0
     last_intent_ms: int | None = None
-    last_book_ms: int | None = None
+    last_book_ms: int | None = None         # when a usable book last arrived (guard time)
+    book_venue_ms: int | None = None        # the venue time of that book
     last_account_ms: int | None = None
     last_fill_ms: int | None = None
+    triggers: Triggers = field(default_factory=Triggers)
+    state: TradingState = "HALTED"          # until start-up is done, and whenever in doubt
+    reason: str = "starting"
+    since_ms: int = 0
+    published: bool = False
+    transitions: dict[str, int] = field(default_factory=dict)   # "FROM->TO" -> count
+    budget: RateBudget = field(default_factory=lambda: RateBudget(60, 20, 8))
+    cash2: int = 0                          # 2 x cash flow in micro-USDC (sells +, buys -, fees -) since the baseline
+    pnl_pos: int | None = None              # position by fills since the baseline (None: no baseline yet)
+    peak2: int | None = None                # 2 x the highest PnL seen
+    rejects: deque[int] = field(default_factory=deque)
+    beats_seen: set[str] = field(default_factory=set)
+    started_ms: int | None = None
+    crossed: str | None = None
+    beats_lost: str | None = None
+    decided_by: str = "start"               # the trigger behind the current state
 
     def __post_init__(self) -> None:
         self.ledger.market_id = self.spec.market_id
+        if not self.triggers.items:
+            self.triggers = _triggers(self.limits.cfg)
+        self.budget = RateBudget.from_config(self.limits.cfg.rate)
+
+    @property
+    def cfg(self) -> GuardConfig:
+        return self.limits.cfg
 
     # --- entry points -----------------------------------------------------------------------------
     def handle(self, event: Event, now_ms: int) -> list[Command]:
         """Apply one event; return what the shell must do."""
-        if isinstance(event, OrderIntent):
-            self.on_timer(now_ms)
+        if isinstance(event, OrderIntent):   # the shell runs on_timer before every batch: the state is current
+            if self.known_verdicts and now_ms > self.known_until_ms:
+                self.known_verdicts.clear()
             return self._verdict(event, now_ms)
         if isinstance(event, KillState):
-            self.kill, self.kill_known = (event.reason, True) if event.readable else (None, False)
-            return []
+            return self._on_flags(event, now_ms)
+        if isinstance(event, Heartbeats):
+            return self._on_beats(event, now_ms)
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
         if isinstance(event, (Position, OrderUpdate, Fill, Reconcile)):
@@ -176,31 +241,41 @@ class GuardCore:
                     return []
                 self.fills += 1
                 self.last_fill_ms = now_ms
+                if self.pnl_pos is not None:
+                    flow = notional2_micro(self.spec, 2 * event.price, event.size)
+                    self.cash2 += (flow if event.is_ask else -flow) - 2 * event.fee
+                    self.pnl_pos += -event.size if event.is_ask else event.size
             else:
                 self.ledger.handle(event, now_ms)
-            return self._check_breach()
+            return self._evaluate(now_ms)
         if isinstance(event, OrderEvent):
+            if event.kind == "reject":
+                self.rejects.append(now_ms)
             if event.kind != "veto":   # our own vetoes were applied when made
                 self.ledger.on_event(event, now_ms)
-            return []
+            return self._evaluate(now_ms)
         if isinstance(event, Replayed):
             self._track(event.intent, now_ms)
             return []
         if isinstance(event, Recovered):
             self.known_verdicts = set(event.known_verdicts)
             self.known_until_ms = now_ms + KNOWN_VERDICTS_KEEP_MS
-            self.breached = False  # a breach still present after a restart trips again
-            return self._check_breach()
+            self.started_ms = now_ms
+            self.rejects.clear()   # history: a storm that ended before the restart does not halt now
+            if self.last_account_ms is None or self.last_account_ms < now_ms:
+                self.last_account_ms = now_ms   # the idle-account clock starts with this guard
+            self.published = False
+            return self._evaluate(now_ms)
         return []
 
     def on_timer(self, now_ms: int) -> list[Command]:
-        """Forget old recovery data. Orders are never forgotten by age: only the venue (an update or a
-        reconcile) ends an order; until then it counts (over-counting vetoes, under-counting breaches)."""
+        """Time-driven triggers (stale feed, idle account, hysteresis) and forgetting recovery data.
+        Orders are never forgotten by age: only the venue (an update or a reconcile) ends an order."""
         if self.known_verdicts and now_ms > self.known_until_ms:
             self.known_verdicts.clear()
-        return []
+        return self._evaluate(now_ms)
 
-    # --- derived state (all of it the ledger's) ---------------------------------------------------
+    # --- derived state (orders: all of it the ledger's) -------------------------------------------
     @property
     def position(self) -> int:
         return self.ledger.position
@@ -214,6 +289,10 @@ class GuardCore:
         """Confirmed position plus fills the venue reported after it."""
         return self.ledger.effective_position
 
+    @property
+    def breached(self) -> bool:
+        return self.triggers.items["inventory"].active
+
     def open_lots(self, is_ask: bool) -> int:
         """Lots on one side that may still fill: resting, pending cancel, approved, sent or unknown."""
         return self.ledger.exposure(is_ask)
@@ -225,6 +304,136 @@ class GuardCore:
     def mid_human(self) -> str | None:
         return None if self.mid2 is None else human_px2(self.mid2, self.spec.price_decimals)
 
+    def _mark2(self, lots: int) -> int:
+        assert self.mid2 is not None
+        mark = notional2_micro(self.spec, self.mid2, lots)
+        return mark if lots >= 0 else -mark
+
+    def pnl2(self) -> int | None:
+        """2 x PnL in micro-USDC since the baseline: fills' cash flow plus their position marked to mid.
+
+        The baseline is the first moment both the position and a mid are known: the position held then
+        counts as bought at that mid. PnL follows fills only (each counted once by trade id), so a
+        position update never moves it by itself."""
+        if self.mid2 is None:
+            return None
+        if self.pnl_pos is None:
+            if not self.position_known:
+                return None
+            self.pnl_pos = self.effective_position
+            self.cash2 = -self._mark2(self.pnl_pos)
+        return self.cash2 + self._mark2(self.pnl_pos)
+
+    def risk_view(self) -> dict[str, object]:
+        """For ``/health``: the state, its reason, every active trigger."""
+        pnl2 = self.pnl2()
+        return {"state": self.state, "reason": self.reason, "since_ms": self.since_ms,
+                "triggers": {n: t.reason for n, t in self.triggers.active().items()},
+                "trips": {n: t.trips for n, t in self.triggers.items.items() if t.trips},
+                "transitions": dict(self.transitions),
+                "pnl_usdc": None if pnl2 is None else human(pnl2 // 2, 6),
+                "drawdown_usdc": None if pnl2 is None or self.peak2 is None else human((self.peak2 - pnl2) // 2, 6),
+                "budget": {"used": self.budget.used(self.since_ms if self.last_intent_ms is None else self.last_intent_ms),
+                           "maker_cap": self.budget.cap("maker"), "cap": self.budget.cap("hedger")}}
+
+    # --- trading state ----------------------------------------------------------------------------
+    def _on_flags(self, ev: KillState, now_ms: int) -> list[Command]:
+        self.kill, self.kill_known = (ev.reason, True) if ev.readable else (None, False)
+        tr = self.triggers.items
+        tr["unreadable"].observe(None if ev.readable else "risk:kill unreadable", now_ms)
+        if ev.readable:
+            tr["kill"].observe(ev.reason, now_ms)
+            tr["manual"].observe(ev.reduce, now_ms)
+        cmds: list[Command] = []
+        if ev.resume:
+            for t in tr.values():
+                t.resume()
+            pnl2 = self.pnl2()
+            self.peak2 = pnl2          # a resumed drawdown counts from here
+            cmds.append(ClearResume())
+        return cmds + self._evaluate(now_ms)
+
+    def _on_beats(self, ev: Heartbeats, now_ms: int) -> list[Command]:
+        hb = self.cfg.triggers.heartbeat
+        limit = int(hb.after_s * 1000)
+        lost: list[str] = []
+        for name in hb.services:
+            at = ev.beats.get(name)
+            if at is not None and now_ms - at <= limit:
+                self.beats_seen.add(name)
+            elif name in self.beats_seen:
+                lost.append(name if at is None else f"{name} ({(now_ms - at) / 1000:.1f}s old)")
+        self.beats_lost = ", ".join(lost) if lost else None
+        return self._evaluate(now_ms)
+
+    def _conditions(self, now_ms: int) -> dict[str, str | None]:
+        """Each automatic trigger's condition now (a reason while it holds)."""
+        t = self.cfg.triggers
+        out: dict[str, str | None] = {}
+        out["inventory"] = self.breach_reason(Fraction(t.inventory.resume_ratio) if self.breached else Fraction(1))
+        pnl2 = self.pnl2()
+        dd: str | None = None
+        if pnl2 is not None:
+            self.peak2 = pnl2 if self.peak2 is None else max(self.peak2, pnl2)
+            max2 = 2 * round_down(t.drawdown.max_usdc, 6)
+            limit2 = max2 * (Fraction(t.drawdown.resume_ratio) if self.triggers.items["drawdown"].active else 1)
+            if self.peak2 - pnl2 > limit2:
+                dd = (f"down {human((self.peak2 - pnl2) // 2, 6)} USDC from peak PnL "
+                      f"(max {human_dec(t.drawdown.max_usdc)})")
+        out["drawdown"] = dd
+        out["stale_feed"] = None
+        if self.last_book_ms is not None and now_ms - self.last_book_ms > int(t.stale_feed.after_s * 1000):
+            out["stale_feed"] = f"no book for {(now_ms - self.last_book_ms) / 1000:.1f}s (max {human_dec(t.stale_feed.after_s)}s)"
+        out["idle_account"] = None
+        if self.last_account_ms is not None and now_ms - self.last_account_ms > int(t.idle_account.after_s * 1000):
+            out["idle_account"] = (f"nothing on the account stream for {(now_ms - self.last_account_ms) / 1000:.0f}s "
+                                   f"(max {human_dec(t.idle_account.after_s)}s)")
+        win = int(t.reject_storm.window_s * 1000)
+        while self.rejects and self.rejects[0] <= now_ms - win:
+            self.rejects.popleft()
+        out["reject_storm"] = (f"{len(self.rejects)} rejects in {human_dec(t.reject_storm.window_s)}s"
+                               if len(self.rejects) >= t.reject_storm.count else None)
+        out["heartbeat"] = f"lost: {self.beats_lost}" if self.beats_lost else None
+        out["crossed_book"] = self.crossed
+        return out
+
+    def _evaluate(self, now_ms: int) -> list[Command]:
+        """Feed every trigger its condition; publish the state when it (or its reason) changed."""
+        if self.started_ms is None:
+            return []   # still replaying history: the state is decided once, at the end
+        for name, cond in self._conditions(now_ms).items():
+            self.triggers.items[name].observe(cond if self.limits.enabled else None, now_ms)
+        state, reason, active = self.triggers.state()
+        if self.published and state == self.state and reason == self.reason:
+            return []
+        prev = self.state
+        if state != prev:
+            key = f"{prev}->{state}"
+            self.transitions[key] = self.transitions.get(key, 0) + 1
+            self.since_ms = now_ms
+        if reason:
+            self.decided_by = reason.split(":", 1)[0]
+        elif not self.published:
+            self.decided_by = "start"
+        self.state, self.reason, self.published = state, reason, True
+        msg = RiskState(state=state, reason=reason, triggers=active, position=self.effective_position, ts_ms=now_ms)
+        return [PublishState(msg, prev, self.decided_by)]
+
+    def breach_reason(self, ratio: Fraction = Fraction(1)) -> str | None:
+        """Why the actual position is beyond ``ratio`` x a limit, in human units; None when within."""
+        spec, lim, sym = self.spec, self.limits, self.spec.symbol
+        pos = self.effective_position
+        max_lots = lim.max_position_lots * ratio
+        scaled = "" if ratio == 1 else f" x {float(ratio):g}"
+        if abs(pos) > max_lots:
+            return f"position {human(pos, spec.size_decimals)} beyond max {lim.max_position_human}{scaled} {sym}"
+        if self.mid2 is not None:
+            n2 = notional2_micro(spec, self.mid2, pos)
+            if n2 > 2 * lim.max_notional_micro * ratio:
+                return (f"notional {human(n2 // 2, 6)} > max {lim.max_notional_human}{scaled} USDC "
+                        f"(position {human(pos, spec.size_decimals)} {sym} @ {self.mid_human})")
+        return None
+
     # --- verdicts ---------------------------------------------------------------------------------
     def _verdict(self, it: OrderIntent, now_ms: int) -> list[Command]:
         self.last_intent_ms = now_ms
@@ -235,10 +444,8 @@ class GuardCore:
         if it.action in ("cancel", "cancel_all"):
             self.ledger.on_intent(it, now_ms)   # a cancel keeps counting the order until the venue confirms
             return [self._approve(it, "cancel")]
-        if not self.kill_known:
-            return [self._veto(it, "kill", "kill: risk:kill unreadable")]
-        if self.kill is not None:
-            return [self._veto(it, "kill", f"kill: {self.kill}")]
+        if self.state == "HALTED" or not self.kill_known:
+            return [self._veto(it, "halted", f"halted: {self.reason or 'risk:kill unreadable'}")]
         if it.action == "modify":
             return [self._modify(it, now_ms)]
         if not self.limits.enabled:
@@ -248,6 +455,7 @@ class GuardCore:
         if veto is not None:
             return [veto]
         self._track(it, now_ms)
+        self.budget.take(now_ms)
         return [self._approve(it, "ok")]
 
     def _modify(self, it: OrderIntent, now_ms: int) -> Approve | Veto:
@@ -259,12 +467,13 @@ class GuardCore:
             veto = self._check_place(it, now_ms, replacing=o.coi, new_lots=it.size - o.filled)
             if veto is not None:
                 return veto
+            self.budget.take(now_ms)
         self.ledger.on_intent(it, now_ms)   # counts the larger of old and new size until the venue shows it
         return self._approve(it, "ok" if self.limits.enabled else "disabled")
 
     def _check_place(self, it: OrderIntent, now_ms: int, replacing: int = 0, new_lots: int | None = None) -> Veto | None:
         """Rules for a place, or for a modify of ``replacing`` to ``new_lots`` still to fill."""
-        spec, lim, sym = self.spec, self.limits, self.spec.symbol
+        spec, lim, sym, cfg = self.spec, self.limits, self.spec.symbol, self.cfg
         lots = it.size if new_lots is None else new_lots
         if it.market_id != spec.market_id:
             return self._veto(it, "market", f"market: intent for market {it.market_id}, guard runs {spec.market_id}")
@@ -276,25 +485,57 @@ class GuardCore:
             return self._veto(it, "stale", "stale")
         if not self.position_known:
             return self._veto(it, "position", "position: unknown (no account data yet)")
-        if would_self_trade(it.is_ask, it.price, [o for o in self.own_orders() if o.client_order_index != replacing]):
-            return self._veto(it, "self-trade", "self-trade")
+        if it.size < spec.min_base:
+            return self._veto(it, "min_size", f"min_size: {human(it.size, spec.size_decimals)} < exchange minimum "
+                                              f"{human(spec.min_base, spec.size_decimals)} {sym}")
+        if spec.notional_micro(it.price, it.size) < spec.min_quote_micro:
+            return self._veto(it, "min_notional", f"min_notional: {human(spec.notional_micro(it.price, it.size), 6)} < "
+                                                  f"exchange minimum {human(spec.min_quote_micro, 6)} USDC")
+        if self.mid2 is None:
+            return self._veto(it, "price_band", "price_band: no mid to judge the price against")
+        dev = abs(2 * it.price - self.mid2)
+        if dev * 10_000 > Fraction(cfg.max_price_deviation_bps) * self.mid2:
+            bps = Fraction(dev * 10_000, self.mid2)
+            return self._veto(it, "price_band", f"price_band: {float(bps):.0f} bps from mid {self.mid_human} "
+                                                f"(max {human_dec(cfg.max_price_deviation_bps)})")
+        book_ms = it.book_ts_ms or self.book_venue_ms
+        if book_ms is None or now_ms - book_ms > cfg.max_book_age_ms:
+            age = "no book" if book_ms is None else f"book {now_ms - book_ms} ms old"
+            return self._veto(it, "book_age", f"book_age: {age} (max {cfg.max_book_age_ms} ms)")
+        conflict = self_trade_conflict(it.is_ask, it.price, [o for o in self.own_orders() if o.client_order_index != replacing])
+        if conflict is not None:
+            return self._veto(it, "self-trade", f"self-trade: crosses our {'ask' if conflict.is_ask else 'bid'} "
+                                                f"{conflict.client_order_index} at {conflict.price}")
+        pos = self.effective_position
+        if self.state == "REDUCING":
+            reducing_ask = pos > 0
+            same = self.ledger.exposure(it.is_ask, exclude=(replacing,))
+            if pos == 0 or it.is_ask != reducing_ask:
+                return self._veto(it, "reducing", f"reducing: only orders that shrink position "
+                                                  f"{human(pos, spec.size_decimals)} {sym} ({self.reason})")
+            if lots > abs(pos) or (not it.reduce_only and same + lots > abs(pos)):
+                return self._veto(it, "reducing", f"reducing: {human(lots, spec.size_decimals)} on top of "
+                                                  f"{human(same, spec.size_decimals)} open would flip position "
+                                                  f"{human(pos, spec.size_decimals)} {sym}")
         if it.is_ask:
-            worst = worst_short(self.effective_position, self.ledger.exposure(True, exclude=(replacing,)), lots)
-            if worst < -lim.max_position_lots:
+            worst = worst_short(pos, self.ledger.exposure(True, exclude=(replacing,)), lots)
+            if worst < -lim.max_position_lots and not (it.reduce_only and pos > 0):
                 return self._veto(it, "position", f"position: worst short {human(worst, spec.size_decimals)} "
                                                   f"< -{lim.max_position_human} {sym}")
             exposure, side = max(-worst, 0), "short"
         else:
-            worst = worst_long(self.effective_position, self.ledger.exposure(False, exclude=(replacing,)), lots)
-            if worst > lim.max_position_lots:
+            worst = worst_long(pos, self.ledger.exposure(False, exclude=(replacing,)), lots)
+            if worst > lim.max_position_lots and not (it.reduce_only and pos < 0):
                 return self._veto(it, "position", f"position: worst long {human(worst, spec.size_decimals)} "
                                                   f"> max {lim.max_position_human} {sym}")
             exposure, side = max(worst, 0), "long"
-        px2 = self.mid2 if self.mid2 is not None else 2 * it.price
-        n2 = notional2_micro(spec, px2, exposure)
-        if n2 > 2 * lim.max_notional_micro:
+        n2 = notional2_micro(spec, self.mid2, exposure)
+        if n2 > 2 * lim.max_notional_micro and not it.reduce_only:
             return self._veto(it, "notional", f"notional: worst {side} {human(n2 // 2, 6)} "
                                               f"> max {lim.max_notional_human} USDC")
+        if self.budget.room(it.source, now_ms) < 1:
+            return self._veto(it, "rate", f"rate: {self.budget.used(now_ms)} places/modifies in the last minute "
+                                          f"(budget {self.budget.cap(it.source)} for {it.source})")
         return None
 
     def _approve(self, it: OrderIntent, reason: str) -> Approve:
@@ -314,35 +555,11 @@ class GuardCore:
     def _on_book(self, b: BookTop, now_ms: int) -> list[Command]:
         if b.market_id != self.spec.market_id or not b.bids or not b.asks:
             return []
+        if b.bids[0][0] >= b.asks[0][0]:
+            self.crossed = f"crossed book: bid {b.bids[0][0]} >= ask {b.asks[0][0]}"
+            return self._evaluate(now_ms)   # a corrupt book gives no mid and no freshness
+        self.crossed = None
         self.mid2 = b.bids[0][0] + b.asks[0][0]
         self.last_book_ms = now_ms
-        return self._check_breach()
-
-    # --- kill trip --------------------------------------------------------------------------------
-    def breach_reason(self) -> str | None:
-        """Why the actual position breaches a limit, in human units; None when within limits."""
-        spec, lim, sym = self.spec, self.limits, self.spec.symbol
-        pos = self.effective_position
-        if pos > lim.max_position_lots:
-            return f"guard: position {human(pos, spec.size_decimals)} > max {lim.max_position_human} {sym}"
-        if -pos > lim.max_position_lots:
-            return f"guard: position {human(pos, spec.size_decimals)} < -max {lim.max_position_human} {sym}"
-        if self.mid2 is not None:
-            n2 = notional2_micro(spec, self.mid2, pos)
-            if n2 > 2 * lim.max_notional_micro:
-                return (f"guard: notional {human(n2 // 2, 6)} > max {lim.max_notional_human} USDC "
-                        f"(position {human(pos, spec.size_decimals)} {sym} @ {self.mid_human})")
-        return None
-
-    def _check_breach(self) -> list[Command]:
-        if not self.limits.enabled:
-            return []
-        reason = self.breach_reason()
-        if reason is None:
-            self.breached = False
-            return []
-        if self.breached:
-            return []
-        self.breached = True
-        self.kill_trips += 1
-        return [SetKill(reason)]
+        self.book_venue_ms = b.venue_ts_ms
+        return self._evaluate(now_ms)

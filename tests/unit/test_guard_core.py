@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from services.guard.core import (
+    Heartbeats,
     Approve,
     Duplicate,
     GuardCore,
     GuardLimits,
     KillState,
     Recovered,
+    PublishState,
     Replayed,
-    SetKill,
     Veto,
 )
 from shared.config import Settings
 from shared.schemas import BookTop, Fill, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile
 
-SPEC = Settings().market_spec  # SOL, market 2, 3/3 decimals
+REAL_SPEC = Settings().market_spec  # SOL, market 2, 3/3 decimals, min 0.05 SOL / 10 USDC
+SPEC = dataclasses.replace(REAL_SPEC, min_base=1, min_quote_micro=1)   # the exchange minimums out of the way
 NOW = 1_700_000_000_000
 _coi = iter(range(1000, 10**6))
 
@@ -36,6 +39,7 @@ def make_core(enabled: bool = True, bid: int | None = 174_999, ask: int | None =
     c.handle(Position(market_id=2, position=0, ts_ms=NOW - 1), NOW)
     if bid is not None and ask is not None:
         c.handle(book(bid, ask), NOW)
+    c.handle(Recovered(), NOW)
     return c
 
 
@@ -96,29 +100,30 @@ def test_cancels_always_approved_even_killed_stale_or_foreign(action: str) -> No
 def test_kill_flag_vetoes_places_with_its_value_and_delete_resumes() -> None:
     c = make_core()
     c.handle(KillState("manual stop by ops"), NOW)
-    assert vetoed(c, place(170_000, 64)) == "kill: manual stop by ops"
-    assert c.vetoed == {"kill": 1}
+    assert vetoed(c, place(174_000, 64)) == "halted: kill: manual stop by ops"
+    assert c.vetoed == {"halted": 1} and c.state == "HALTED"
     c.handle(KillState(None), NOW)
-    assert approved(c, place(170_000, 64)) == "ok"
+    assert approved(c, place(174_000, 64)) == "ok"
 
 
 def test_kill_state_unknown_or_unreadable_fails_closed() -> None:
     c = GuardCore(SPEC, limits())  # never told the kill state
     c.handle(book(174_999, 175_001), NOW)
     c.handle(position(0), NOW)
-    assert vetoed(c, place(170_000, 64)).startswith("kill: ")
+    c.handle(Recovered(), NOW)
+    assert vetoed(c, place(174_000, 64)).startswith("halted: ")
     c.handle(KillState(None), NOW)
-    assert approved(c, place(170_000, 64)) == "ok"
+    assert approved(c, place(174_000, 64)) == "ok"
     c.handle(KillState(None, readable=False), NOW)
-    assert vetoed(c, place(170_000, 64)) == "kill: risk:kill unreadable"
+    assert vetoed(c, place(174_000, 64)) == "halted: unreadable: risk:kill unreadable"
 
 
 def test_disabled_guard_approves_everything_except_while_killed() -> None:
     c = make_core(enabled=False)
-    assert approved(c, place(170_000, 5_000)) == "disabled"                     # 5 SOL, way over limits
-    assert approved(c, place(170_000, 64, created_ms=NOW - 60_000)) == "disabled"  # even stale
+    assert approved(c, place(174_000, 5_000)) == "disabled"                     # 5 SOL, way over limits
+    assert approved(c, place(174_000, 64, created_ms=NOW - 60_000)) == "disabled"  # even stale
     c.handle(KillState("manual"), NOW)
-    assert vetoed(c, place(170_000, 64)) == "kill: manual"
+    assert vetoed(c, place(174_000, 64)) == "halted: kill: manual"
 
 
 def test_disabled_guard_never_trips_the_kill() -> None:
@@ -129,23 +134,23 @@ def test_disabled_guard_never_trips_the_kill() -> None:
 # --- unknown / stale / invalid --------------------------------------------------------------------
 def test_stale_intent_vetoed_and_boundary_is_inclusive() -> None:
     c = make_core()
-    assert vetoed(c, place(170_000, 64, created_ms=NOW - 5_001)) == "stale"
-    assert approved(c, place(170_000, 64, created_ms=NOW - 5_000)) == "ok"  # created + ttl == now: not yet stale
+    assert vetoed(c, place(174_000, 64, created_ms=NOW - 5_001)) == "stale"
+    assert approved(c, place(174_000, 64, created_ms=NOW - 5_000)) == "ok"  # created + ttl == now: not yet stale
     assert c.vetoed == {"stale": 1}
 
 
 def test_other_market_and_non_positive_amounts_vetoed() -> None:
     c = make_core()
-    assert vetoed(c, place(170_000, 64, market_id=0)).startswith("market: ")
+    assert vetoed(c, place(174_000, 64, market_id=0)).startswith("market: ")
     assert vetoed(c, place(0, 64)).startswith("invalid: ")
-    assert vetoed(c, place(170_000, 0)).startswith("invalid: ")
+    assert vetoed(c, place(174_000, 0)).startswith("invalid: ")
     assert vetoed(c, place(-1, 64)).startswith("invalid: ")
     assert c.vetoed == {"market": 1, "invalid": 3}
 
 
 def test_reused_client_order_index_vetoed() -> None:
     c = make_core()
-    assert approved(c, place(170_000, 64, coi=77)) == "ok"
+    assert approved(c, place(174_000, 64, coi=77)) == "ok"
     assert vetoed(c, place(170_001, 64, coi=77)).startswith("invalid: client_order_index 77")
 
 
@@ -153,8 +158,8 @@ def test_reused_client_order_index_vetoed() -> None:
 def test_bid_crossing_our_resting_ask_is_self_trade() -> None:
     c = make_core()
     c.handle(update(1, 175_100, 64, is_ask=True), NOW)
-    assert vetoed(c, place(175_100, 64)) == "self-trade"   # bid == our ask crosses
-    assert vetoed(c, place(175_200, 64)) == "self-trade"
+    assert vetoed(c, place(175_100, 64)).startswith("self-trade: crosses our")   # bid == our ask crosses
+    assert vetoed(c, place(175_200, 64)).startswith("self-trade: crosses our")
     assert approved(c, place(175_099, 64)) == "ok"
     assert approved(c, place(175_500, 64, is_ask=True)) == "ok"  # same side never self-trades
 
@@ -162,7 +167,7 @@ def test_bid_crossing_our_resting_ask_is_self_trade() -> None:
 def test_ask_crossing_our_resting_bid_is_self_trade_until_it_is_gone() -> None:
     c = make_core()
     c.handle(update(2, 174_900, 64, is_ask=False), NOW)
-    assert vetoed(c, place(174_900, 64, is_ask=True)) == "self-trade"
+    assert vetoed(c, place(174_900, 64, is_ask=True)).startswith("self-trade: crosses our")
     assert approved(c, place(174_901, 64, is_ask=True)) == "ok"
     c.handle(update(2, 174_900, 64, is_ask=False, status="canceled", remaining=64), NOW)
     assert approved(c, place(174_800, 64, is_ask=True)) == "ok"
@@ -171,7 +176,7 @@ def test_ask_crossing_our_resting_bid_is_self_trade_until_it_is_gone() -> None:
 def test_approved_place_in_flight_counts_for_self_trade() -> None:
     c = make_core()
     assert approved(c, place(175_050, 64, is_ask=True)) == "ok"
-    assert vetoed(c, place(175_060, 64)) == "self-trade"
+    assert vetoed(c, place(175_060, 64)).startswith("self-trade: crosses our")
 
 
 # --- position limit -------------------------------------------------------------------------------
@@ -203,11 +208,12 @@ def test_partially_filled_order_counts_its_remainder() -> None:
 
 def test_reduction_allowed_when_over_limit() -> None:
     c = make_core(bid=100_000, ask=100_002)
-    c.handle(position(250), NOW)                      # over the limit (this also trips the kill flag)
-    assert vetoed(c, place(99_000, 1)).startswith("position: worst long 0.251")
+    c.handle(position(250), NOW)                      # over the limit: REDUCING
+    assert c.state == "REDUCING"
+    assert vetoed(c, place(99_000, 1)).startswith("reducing: only orders that shrink position 0.25")
     assert approved(c, place(101_000, 50, is_ask=True)) == "ok"   # reduces: 0.25 -> 0.2
-    assert approved(c, place(101_000, 400, is_ask=True)) == "ok"  # 0.2 -> -0.2 still within
-    assert vetoed(c, place(101_000, 1, is_ask=True)) == "position: worst short -0.201 < -0.2 SOL"
+    assert approved(c, place(101_000, 200, is_ask=True)) == "ok"  # 0.25 open on the ask side: down to 0 at worst
+    assert vetoed(c, place(101_000, 1, is_ask=True)).startswith("reducing: 0.001 on top of 0.25 open would flip")
 
 
 # --- notional limit (exact micro-USDC) ------------------------------------------------------------
@@ -229,11 +235,9 @@ def test_notional_counts_the_short_worst_case_and_resting_orders() -> None:
     assert approved(c, place(176_100, 49, is_ask=True)) == "ok"
 
 
-def test_notional_uses_the_order_price_without_a_mid() -> None:
+def test_no_mid_no_place() -> None:
     c = make_core(bid=None, ask=None)
-    assert approved(c, place(175_000, 200)) == "ok"
-    c2 = make_core(bid=None, ask=None)
-    assert vetoed(c2, place(175_001, 200)) == "notional: worst long 35.0002 > max 35 USDC"
+    assert vetoed(c, place(175_000, 64)) == "price_band: no mid to judge the price against"
 
 
 def test_one_sided_book_keeps_the_previous_mid() -> None:
@@ -245,9 +249,10 @@ def test_one_sided_book_keeps_the_previous_mid() -> None:
 def test_reducing_order_passes_the_notional_check() -> None:
     c = make_core(bid=199_999, ask=200_001)           # mid 200: 0.2 SOL = 40 USDC
     c.handle(KillState(None), NOW)
-    c.handle(position(-200), NOW)                     # breach by notional (trips), short 0.2
+    c.handle(position(-200), NOW)                     # breach by notional: REDUCING, short 0.2
+    assert c.state == "REDUCING" and c.reason.startswith("inventory: notional 40 > max 35 USDC")
     assert approved(c, place(199_000, 100)) == "ok"   # bid reduces the short: exposure long 0
-    assert vetoed(c, place(201_000, 1, is_ask=True)).startswith("position: ")
+    assert vetoed(c, place(201_000, 1, is_ask=True)).startswith("reducing: ")
 
 
 # --- in-flight bookkeeping ------------------------------------------------------------------------
@@ -318,6 +323,7 @@ def test_places_vetoed_until_the_position_is_known() -> None:
     c = GuardCore(SPEC, limits())
     c.handle(KillState(None), NOW)
     c.handle(book(174_999, 175_001), NOW)
+    c.handle(Recovered(), NOW)
     assert "unknown" in vetoed(c, place(174_000, 50))
     c.handle(position(0), NOW)
     approved(c, place(174_000, 50))
@@ -360,35 +366,160 @@ def test_fills_are_counted_for_health() -> None:
     assert (c.fills, c.last_fill_ms, c.last_account_ms) == (1, NOW + 5, NOW + 5)
 
 
-# --- kill trip ------------------------------------------------------------------------------------
-def test_position_breach_trips_kill_once_per_episode() -> None:
+# --- trading states ---------------------------------------------------------------------------------
+def states(cmds: list) -> list[tuple[str, str]]:
+    return [(c.state.state, c.state.reason) for c in cmds if isinstance(c, PublishState)]
+
+
+def test_position_breach_moves_to_reducing_and_resumes_below_the_hysteresis() -> None:
     c = make_core(bid=100_000, ask=100_002)
-    assert c.handle(position(200), NOW) == []                       # at the limit: fine
-    assert c.handle(position(250), NOW) == [SetKill("guard: position 0.25 > max 0.2 SOL")]
-    assert c.handle(position(260), NOW) == []                       # same episode
-    assert c.handle(position(100), NOW) == []
-    assert c.handle(position(-250), NOW) == [SetKill("guard: position -0.25 < -max 0.2 SOL")]
-    assert c.kill_trips == 2
+    assert states(c.handle(position(200), NOW)) == []                 # at the limit: fine
+    assert states(c.handle(position(250), NOW)) == [("REDUCING", "inventory: position 0.25 beyond max 0.2 SOL")]
+    assert states(c.handle(position(260), NOW)) == []                 # same episode, same reason
+    assert states(c.handle(position(170), NOW)) == []                 # under the limit, above 0.8 x it
+    assert states(c.handle(position(160), NOW)) == [("ACTIVE", "")]   # 0.16 = 0.8 x 0.2
+    assert states(c.handle(position(-250), NOW))[0][0] == "REDUCING"
+    assert c.triggers.items["inventory"].trips == 2 and c.transitions == {
+        "HALTED->ACTIVE": 1, "ACTIVE->REDUCING": 2, "REDUCING->ACTIVE": 1}   # the first: start-up
 
 
-def test_notional_breach_by_a_mid_move_trips_kill() -> None:
+def test_notional_breach_by_a_mid_move_moves_to_reducing() -> None:
     c = make_core(bid=174_999, ask=175_001)
-    assert c.handle(position(200), NOW) == []                       # 35.000000: at the limit
-    cmds = c.handle(book(175_500, 175_500), NOW)
-    assert cmds == [SetKill("guard: notional 35.1 > max 35 USDC (position 0.2 SOL @ 175.5)")]
+    assert states(c.handle(position(200), NOW)) == []                 # 35.000000: at the limit
+    assert states(c.handle(book(175_500, 175_501), NOW)) == [
+        ("REDUCING", "inventory: notional 35.1001 > max 35 USDC (position 0.2 SOL @ 175.5005)")]
 
 
-def test_recovery_rearms_the_trip_and_known_verdicts_are_one_shot() -> None:
+def test_the_kill_flag_halts_and_wins_over_reducing() -> None:
     c = make_core(bid=100_000, ask=100_002)
-    assert c.handle(position(300), NOW) == [SetKill("guard: position 0.3 > max 0.2 SOL")]
-    it = place(99_000, 1, is_ask=True)
+    c.handle(position(250), NOW)
+    assert states(c.handle(KillState("ops: stop"), NOW)) == [("HALTED", "kill: ops: stop")]
+    assert vetoed(c, place(101_000, 50, is_ask=True)) == "halted: kill: ops: stop"   # not even a reduction
+    assert states(c.handle(KillState(None), NOW))[0][0] == "REDUCING"
+
+
+def test_manual_reduce_switch() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    c.handle(position(100), NOW)
+    assert states(c.handle(KillState(None, reduce="ops: flatten"), NOW)) == [("REDUCING", "manual: ops: flatten")]
+    assert vetoed(c, place(99_000, 10)).startswith("reducing: ")
+    assert approved(c, place(101_000, 100, is_ask=True)) == "ok"
+    assert states(c.handle(KillState(None), NOW)) == [("ACTIVE", "")]
+
+
+def test_drawdown_from_peak_latches_until_resume() -> None:
+    c = make_core(bid=99_999, ask=100_001)            # mid 100
+    c.handle(Fill(market_id=2, trade_id=1, order_index=1, client_order_index=1, is_ask=False, is_maker=True,
+                  price=100_000, size=100, ts_ms=NOW), NOW)   # long 0.1 bought at 100
+    c.handle(Position(market_id=2, position=100, ts_ms=NOW + 1), NOW + 1)
+    c.handle(Position(market_id=2, position=900, ts_ms=NOW + 1), NOW + 1)   # no fill behind it: PnL does not move
+    c.handle(Position(market_id=2, position=100, ts_ms=NOW + 1), NOW + 1)
+    c.handle(book(109_999, 110_001), NOW + 2)         # +1 USDC: the peak
+    assert states(c.handle(book(80_009, 80_011), NOW + 3)) == []   # -2.999: within 3 USDC
+    assert states(c.handle(book(79_989, 79_991), NOW + 4)) == [
+        ("REDUCING", "drawdown: down 3.001 USDC from peak PnL (max 3)")]
+    assert states(c.handle(book(109_999, 110_001), NOW + 5)) == []  # back at the peak: latched (auto_resume false)
+    cmds = c.handle(KillState(None, resume=True), NOW + 6)
+    assert states(cmds) == [("ACTIVE", "")] and any(type(x).__name__ == "ClearResume" for x in cmds)
+
+
+def test_stale_feed_halts_and_resumes_after_fresh_books() -> None:
+    c = make_core()
+    assert states(c.on_timer(NOW + 5_000)) == []
+    assert states(c.on_timer(NOW + 5_001)) == [("HALTED", "stale_feed: no book for 5.0s (max 5s)")]
+    c.handle(book(174_999, 175_001), NOW + 6_000)
+    assert states(c.on_timer(NOW + 7_999)) == []                   # fresh for 1.999 s: not yet
+    assert states(c.on_timer(NOW + 8_000)) == [("ACTIVE", "")]
+
+
+def test_idle_account_stream_halts() -> None:
+    c = make_core()
+    for t in range(0, 90_001, 1_000):
+        c.handle(book(174_999, 175_001), NOW + t)
+    assert c.state == "ACTIVE"
+    c.handle(book(174_999, 175_001), NOW + 90_001)
+    assert c.state == "HALTED" and c.reason.startswith("idle_account: nothing on the account stream for 90s")
+    c.handle(position(0), NOW + 90_002)
+    assert c.state == "ACTIVE"
+
+
+def test_reject_storm_halts_then_resumes_after_the_window_and_the_wait() -> None:
+    c = make_core()
+    for i in range(10):
+        cmds = c.handle(OrderEvent(kind="reject", action="place", code=21_120, ts_ms=NOW + i), NOW + i)
+    assert states(cmds) == [("HALTED", "reject_storm: 10 rejects in 60s")]
+    for t in (60_000, 119_999, 120_000):   # the storm leaves the window at +60 s; a minute's calm resumes
+        c.handle(book(174_999, 175_001), NOW + t)
+        c.handle(position(0), NOW + t)
+        assert c.state == ("ACTIVE" if t == 120_000 else "HALTED")
+
+
+def test_lost_heartbeat_reduces_only_once_seen() -> None:
+    c = make_core()
+    assert states(c.handle(Heartbeats({"feed": None, "maker": None, "hedger": None, "gateway": None}), NOW)) == []
+    c.handle(Heartbeats({"feed": NOW, "maker": NOW, "hedger": NOW, "gateway": NOW}), NOW)
+    cmds = c.handle(Heartbeats({"feed": NOW + 1_000, "maker": None, "hedger": NOW + 1_000, "gateway": NOW + 1_000}), NOW + 1_000)
+    assert states(cmds) == [("REDUCING", "heartbeat: lost: maker")]
+    c.handle(Heartbeats({"feed": NOW + 2_000, "maker": NOW + 2_000, "hedger": NOW + 2_000, "gateway": NOW + 2_000}), NOW + 2_000)
+    assert states(c.on_timer(NOW + 4_000)) == [("ACTIVE", "")]
+
+
+def test_crossed_book_halts_without_moving_the_mid() -> None:
+    c = make_core()
+    cmds = c.handle(book(175_010, 175_000), NOW + 1)
+    assert states(cmds) == [("HALTED", "crossed_book: crossed book: bid 175010 >= ask 175000")]
+    assert c.mid2 == 350_000
+    c.handle(book(174_999, 175_001), NOW + 2)
+    assert states(c.on_timer(NOW + 2_002)) == [("ACTIVE", "")]
+
+
+def test_recovery_judges_the_state_once_and_known_verdicts_are_one_shot() -> None:
+    c = GuardCore(SPEC, limits())
+    c.handle(KillState(None), NOW)
+    c.handle(book(100_000, 100_002), NOW)
+    assert c.handle(position(300), NOW) == []                          # replaying history: no state yet
+    it = place(101_000, 1, is_ask=True)
     cmds = c.handle(Recovered(frozenset({it.intent_id})), NOW)
-    assert cmds == [SetKill("guard: position 0.3 > max 0.2 SOL")]  # still breached after a restart
+    assert states(cmds) == [("REDUCING", "inventory: position 0.3 beyond max 0.2 SOL")]
     assert verdict(c, it) == Duplicate(it)
     assert isinstance(verdict(c, it), Approve)                      # a second redelivery is judged
     c.handle(Recovered(frozenset({"x"})), NOW)
     c.on_timer(NOW + 600_001)
     assert c.known_verdicts == set()
+
+
+# --- the checks the venue would otherwise make --------------------------------------------------------
+def test_exchange_minimums_price_band_and_book_age() -> None:
+    c = GuardCore(REAL_SPEC, limits())
+    c.handle(KillState(None), NOW)
+    c.handle(position(0), NOW)
+    c.handle(book(174_999, 175_001), NOW)
+    c.handle(Recovered(), NOW)
+    assert vetoed(c, place(174_000, 49)) == "min_size: 0.049 < exchange minimum 0.05 SOL"
+    assert vetoed(c, place(150_000, 60)) == "min_notional: 9 < exchange minimum 10 USDC"
+    assert approved(c, place(171_500, 64)) == "ok"                   # exactly 200 bps below mid
+    assert vetoed(c, place(171_499, 64)) == "price_band: 200 bps from mid 175 (max 200)"
+    assert vetoed(c, place(1_750_000, 64, is_ask=True)).startswith("price_band: 90000 bps")
+    old = place(174_000, 64).model_copy(update={"book_ts_ms": NOW - 1_001})
+    assert vetoed(c, old) == "book_age: book 1001 ms old (max 1000 ms)"
+    assert approved(c, place(174_100, 64).model_copy(update={"book_ts_ms": NOW - 1_000})) == "ok"
+
+
+def test_rate_budget_leaves_room_for_hedges() -> None:
+    c = make_core(bid=100_000, ask=100_002)
+    n = 0
+    while True:
+        v = verdict(c, place(99_000 - n, 1, created_ms=NOW + n), NOW + n)
+        if isinstance(v, Veto):
+            break
+        n += 1
+    assert n == 32 and v.message == "rate: 32 places/modifies in the last minute (budget 32 for maker)"
+    hedge = place(101_000, 1, is_ask=True).model_copy(update={"source": "hedger", "intent_id": "h-1"})
+    assert approved(c, hedge, NOW + 40) == "ok"
+    later = NOW + 60_001   # two maker stamps left the window; the hedge's stamp still counts for the maker
+    c.handle(book(100_000, 100_002), later)
+    c.handle(position(0), later)
+    assert approved(c, place(99_500, 1, created_ms=later).model_copy(update={"book_ts_ms": later}), later) == "ok"   # the first stamp left the window
 
 
 def test_replayed_approval_counts_in_flight() -> None:
@@ -429,8 +560,8 @@ def test_a_modify_is_vetoed_when_killed_crossing_or_not_live() -> None:
     for it in (bid, ask):
         approved(c, it)
         c.handle(update(it.client_order_index, it.price, 50, is_ask=it.is_ask), NOW)
-    assert vetoed(c, modify(bid, 176_000, 50)) == "self-trade"         # onto our own ask
+    assert vetoed(c, modify(bid, 176_000, 50)).startswith("self-trade: crosses our")         # onto our own ask
     assert approved(c, modify(ask, 175_500, 50)) == "ok"               # not against itself
     assert vetoed(c, modify(place(1, 1), 174_000, 50)).startswith("invalid: modify")
     c.handle(KillState("manual"), NOW)
-    assert vetoed(c, modify(bid, 173_000, 50)) == "kill: manual"
+    assert vetoed(c, modify(bid, 173_000, 50)) == "halted: kill: manual"
