@@ -74,17 +74,17 @@ STRAY_GRACE_MS = 500  # a producer's own order it does not want is cancelled onc
 
 
 def to_intent(cmd: Place | Cancel | Modify, source: Source, market_id: int, now_ms: int, now_ns: int,
-              ttl_ms: int) -> OrderIntent:
+              ttl_ms: int, book_ts_ms: int = 0) -> OrderIntent:
     """The ``OrderIntent`` for a command decided at ``now_ms``/``now_ns``."""
     trace = {**cmd.trace, source: now_ns}
     if isinstance(cmd, Place):
         return OrderIntent(intent_id=cmd.intent_id, source=source, action="place", market_id=market_id,
                            client_order_index=cmd.coi, is_ask=cmd.is_ask, price=cmd.price, size=cmd.size,
                            order_type="limit", tif=cmd.tif, reduce_only=cmd.reduce_only,
-                           created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)
+                           created_ms=now_ms, ttl_ms=ttl_ms, book_ts_ms=book_ts_ms, trace=trace)
     if isinstance(cmd, Modify):
         return OrderIntent(intent_id=cmd.intent_id, source=source, action="modify", market_id=market_id,
                            client_order_index=cmd.coi, is_ask=cmd.is_ask, price=cmd.price, size=cmd.size,
-                           created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)
+                           created_ms=now_ms, ttl_ms=ttl_ms, book_ts_ms=book_ts_ms, trace=trace)
     return OrderIntent(intent_id=cmd.intent_id, source=source, action="cancel", market_id=market_id,
                        client_order_index=cmd.coi, created_ms=now_ms, ttl_ms=ttl_ms, trace=trace)

@@ -7,7 +7,9 @@ Three loops feed one core (asyncio runs one ``handle`` at a time, so the core ne
 - account and order events: one ``GroupConsumer`` (group = service name) over ``acct:{account}``
   and ``orders:events``; the account group starts at ``0`` when new, so a fresh service learns its
   position from the stream's history, the events group at ``$``; entries are acked once handled;
-- a timer calling ``core.on_timer`` so time-based rules (stale book, unconfirmed cancels) fire.
+- a timer calling ``core.on_timer`` so time-based rules (stale book, unconfirmed cancels) fire;
+- the guard's trading state (``shared.risk_watch``): read at start, then ``risk:events`` tailed, so
+  the core stops proposing what the guard would veto the moment the state changes.
 
 Commands become ``OrderIntent``s on ``orders:intents`` (``Bus.publish``); ``Reject`` dead-letters
 the entry that caused it; an exception in the core is logged and dead-letters the entry too, and
@@ -37,6 +39,7 @@ from shared.degraded import DegradedWatch
 from shared.ledger import RESTING, OrderLedger
 from shared.markets import MarketSpec
 from shared.quoting_metrics import INTENTS, REJECTED_INPUT
+from shared.risk_watch import RiskFollower
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
 from shared.starvation import Starvation
@@ -79,6 +82,7 @@ class QuotingShell:
         self.book_stream = keys.md_book(core.market_id)
         self.books: TailReader | None = None
         self.accounts: GroupConsumer | None = None
+        self.risk: RiskFollower | None = None
         self.started = False
         self.last_intent_s: float | None = None
         self.last_account_s: float | None = None
@@ -107,6 +111,8 @@ class QuotingShell:
                 await rt.bus.dead_letter(latest_key, "-", {"d": raw}, f"invalid book: {e.errors()[0]['msg']}")
             else:
                 await self._apply(rt, book, None)
+        self.risk = RiskFollower(rt.bus, block_ms=1000)
+        await self._apply(rt, await self.risk.start(clock.now_ms()), None)
         await self._cancel_leftovers(rt)
         await r.set(keys.RECONCILE_REQUEST, f"{self.name} start")   # a restarted ledger learns the venue's truth now
         self.started = True
@@ -140,7 +146,8 @@ class QuotingShell:
 
     async def run(self, rt: Runtime) -> None:
         await asyncio.gather(rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),
-                             rt.loop(partial(self._timer_step, rt), idle_s=self.timer_s))
+                             rt.loop(partial(self._timer_step, rt), idle_s=self.timer_s),
+                             rt.loop(partial(self._risk_step, rt)))
 
     async def stop(self, rt: Runtime) -> None:
         ns = clock.now_ns()
@@ -165,9 +172,13 @@ class QuotingShell:
         problems = self.problems(now) if self.started else {"starting": "starting"}
         if self.started:
             self.degraded.observe(problems)
+        risk = None if self.risk is None else self.risk.current
+        trading = {"state": "HALTED", "reason": "starting"} if risk is None else {"state": risk.state, "reason": risk.reason}
+        calm = "ok" if trading["state"] == "ACTIVE" else trading["state"].lower()
         detail: dict[str, Any] = {
-            "state": "degraded" if problems else "ok",
-            "reason": "; ".join(problems.values()),
+            "state": "degraded" if problems else calm,
+            "reason": "; ".join(problems.values()) or (trading["reason"] if calm != "ok" else ""),
+            "trading": trading,
             **self.core.snapshot(),
             "book_age_s": None if ts is None else round(now - ts / 1000, 3),
             "last_intent_age_s": None if self.last_intent_s is None else round(now - self.last_intent_s, 3),
@@ -197,6 +208,13 @@ class QuotingShell:
             self.accounts.rewind()  # the entry that failed and the rest of its batch are read again, in order
             raise
 
+    async def _risk_step(self, rt: Runtime) -> None:
+        assert self.risk is not None
+        for st in await self.risk.step(clock.now_ms()):
+            self.log.log(logging.INFO if st.state == "ACTIVE" else logging.WARNING, "trading state %s%s",
+                         st.state, f": {st.reason}" if st.reason else "")
+            await self._apply(rt, st, None)
+
     async def _timer_step(self, rt: Runtime) -> None:
         ns = clock.now_ns()
         if self.started:
@@ -218,7 +236,7 @@ class QuotingShell:
     async def _execute(self, rt: Runtime, cmds: list[Command], now_ns: int, entry: Entry | None,
                        msg: Msg | None) -> None:
         now_ms = now_ns // 1_000_000
-        intents = [to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms)
+        intents = [to_intent(c, self.name, self.core.market_id, now_ms, now_ns, self.ttl_ms, self.core.book_ts_ms or 0)
                    for c in cmds if isinstance(c, ORDER_COMMANDS)]
         if intents and not self.dry_run:  # one round trip, in order, all or none
             await rt.bus.publish_many(keys.ORDERS_INTENTS, intents, now_ms)

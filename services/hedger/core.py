@@ -20,6 +20,10 @@ waits ``min_interval_s`` after the previous one ended (time for the position to 
 position is unknown until the first ``Position`` message: no hedging before that. Like the maker
 it never acts on a book older than ``maker.max_book_age_s`` and cancels a resting passive clip
 when the book goes stale.
+
+The guard's trading state (``risk:events``) decides what it may do: ``HALTED`` sends nothing and
+cancels a live clip; ``REDUCING`` hedges toward zero (whatever ``target_units``) with no trigger
+band, reduce-only, until the guard resumes. A missing state counts as ``HALTED``.
 """
 from __future__ import annotations
 
@@ -35,10 +39,10 @@ from shared.ids import IdMint
 from shared.ledger import OrderLedger, State
 from shared.markets import MarketSpec, round_down
 from shared.pricing import BPS, frac, mid_of, min_lots_at, min_notional_micro
-from shared.schemas import BookTop, Msg
+from shared.schemas import BookTop, Msg, RiskState, TradingState
 
-Mode = Literal["idle", "passive", "aggressive", "stale", "no-position"]
-MODES: tuple[Mode, ...] = ("idle", "passive", "aggressive", "stale", "no-position")
+Mode = Literal["idle", "passive", "aggressive", "stale", "no-position", "halted"]
+MODES: tuple[Mode, ...] = ("idle", "passive", "aggressive", "stale", "no-position", "halted")
 HEDGE_TTL_MS = 2_000      # a hedge priced on a book must reach the venue soon or not at all
 FATE_TIMEOUT_MS = 10_000  # no fate for a clip this long after it was due: cancel it by coi and move on
 CANCEL_ATTEMPTS = 3       # a cancel of a forgotten hedge order is sent again, this many times in all
@@ -105,13 +109,15 @@ class HedgerCore:
         self.escalation: tuple[bool, int] | None = None  # (is_ask, lots the passive leg left)
         self.last_done_ms = -(10**18)
         self.mode: Mode = "no-position"
+        self.risk_state: TradingState = "HALTED"   # until the guard's state is known
+        self.risk_reason = "no trading state yet"
         self.counts = {"clips": 0, "passive": 0, "aggressive": 0, "cancel": 0, "skipped": 0, "failed": 0}
 
     @classmethod
     def from_settings(cls, s: Settings) -> "HedgerCore":
         spec = s.market_spec
         return cls(s.hedger, spec, min_notional_micro(s.maker.exchange_min_notional, spec),
-                   int(s.maker.max_book_age_s * 1000))
+                   min(int(s.maker.max_book_age_s * 1000), s.guard.max_book_age_ms))
 
     @property
     def position(self) -> int | None:
@@ -120,6 +126,9 @@ class HedgerCore:
 
     # --- events ---------------------------------------------------------------------------------
     def handle(self, event: Msg, now_ms: int) -> list[Command]:
+        if isinstance(event, RiskState):
+            self.risk_state, self.risk_reason = event.state, event.reason
+            return self._evaluate(now_ms)
         if isinstance(event, BookTop):
             if event.market_id != self.market_id:
                 return []
@@ -179,7 +188,8 @@ class HedgerCore:
                 and now_ms - self.book_ts_ms <= self.max_book_age_ms)
 
     def excess(self) -> int:
-        return 0 if self.position is None else self.position - self.target
+        target = 0 if self.risk_state == "REDUCING" else self.target   # reducing: flatten
+        return 0 if self.position is None else self.position - target
 
     def net_excess(self) -> int:
         """The excess less what our hedge orders still working (sent, unknown, resting) may yet reduce:
@@ -207,6 +217,12 @@ class HedgerCore:
             cmds.append(self._cancel(c.coi, now_ms, "no news"))
             self._finish(now_ms)
             c = None
+        if self.risk_state == "HALTED":
+            self.mode, self.escalation = "halted", None
+            if c is not None and not c.canceling:
+                c.canceling, c.escalate, c.deadline_ms = True, False, now_ms + FATE_TIMEOUT_MS
+                cmds.append(self._cancel(c.coi, now_ms, "halted"))
+            return cmds
         if not self.fresh(now_ms):
             self.mode, self.escalation = "stale", None
             if c is not None and c.phase == "passive" and not c.canceling:
@@ -228,7 +244,7 @@ class HedgerCore:
         self.mode = "idle"
         excess = self.net_excess()
         esc, self.escalation = self.escalation, None
-        if abs(excess) <= self.trigger:
+        if abs(excess) <= (0 if self.risk_state == "REDUCING" else self.trigger):
             return cmds
         is_ask = excess > 0
         if esc is not None and esc[0] == is_ask:

@@ -6,6 +6,9 @@ rules fire without new data (a book that went stale, a cancel nobody confirmed).
 
 Policy, in order of precedence:
 
+0. **halted** / **reducing**: the guard's trading state (``risk:events``). HALTED quotes nothing;
+   REDUCING quotes only the side that shrinks the position, at most the position's size. A
+   missing state counts as HALTED. So the maker never proposes what the guard would veto.
 1. **stale**: no fresh two-sided book (older than ``max_book_age_s`` by the venue's timestamp):
    cancel every quote, quote nothing.
 2. **paused**: volatility EMA at/above ``pause_bps`` until it drops below ``resume_bps``. Only
@@ -40,18 +43,20 @@ from typing import Any, Literal
 
 from shared.books import book_problem
 from shared.commands import STRAY_GRACE_MS, Cancel, Command, Modify, Note, Place, Reject
-from shared.config import MakerConfig, Settings
+from shared.config import MakerConfig, RateConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import RESTING, OrderLedger, State, Transition
 from shared.markets import MarketSpec, round_down
 from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps, quote_prices,
                             skew_ticks)
-from shared.schemas import BookTop, Msg
+from shared.rate_budget import RateBudget
+from shared.schemas import BookTop, Msg, RiskState, TradingState
 
 from services.maker.signals import TrendWindow, VolEma
 
-Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale", "no-position"]
-MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale", "no-position")
+Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale", "no-position", "halted", "reducing"]
+MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale", "no-position", "halted", "reducing")
+PULL_MODES = ("stale", "paused", "no-position", "halted", "reducing")
 CANCEL_ATTEMPTS = 3
 NEVER = -(10**18)
 
@@ -73,13 +78,19 @@ class Slot:
 
 
 class MakerCore:
-    def __init__(self, cfg: MakerConfig, spec: MarketSpec, max_position_lots: int) -> None:
+    def __init__(self, cfg: MakerConfig, spec: MarketSpec, max_position_lots: int, rate: RateConfig | None = None,
+                 max_book_age_ms: int | None = None) -> None:
         self.cfg, self.spec = cfg, spec
         self.market_id = spec.market_id
         self.base_lots = config_size_lots(cfg, spec)
         self.min_notional = min_notional_micro(cfg.exchange_min_notional, spec)
         self.max_position = max_position_lots
         self.max_book_age_ms = int(cfg.max_book_age_s * 1000)
+        if max_book_age_ms is not None:   # the guard's limit, when stricter: never propose on a book it refuses
+            self.max_book_age_ms = min(self.max_book_age_ms, max_book_age_ms)
+        self.budget = None if rate is None else RateBudget.from_config(rate)   # the guard's place budget, our share
+        self.risk_state: TradingState = "HALTED"   # until the guard's state is known: a missing state is HALTED
+        self.risk_reason = "no trading state yet"
         self.requote_interval_ms = int(cfg.min_requote_interval_s * 1000)
         self.pending_timeout_ms = 2 * cfg.quote_ttl_ms   # a place nobody reported on: cancel it, free the side
         self.cancel_retry_ms = cfg.quote_ttl_ms          # a cancel nobody confirmed: send it again
@@ -101,7 +112,8 @@ class MakerCore:
 
     @classmethod
     def from_settings(cls, s: Settings) -> "MakerCore":
-        return cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals))
+        return cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals),
+                   s.guard.rate, s.guard.max_book_age_ms)
 
     @property
     def position(self) -> int:
@@ -111,6 +123,9 @@ class MakerCore:
     def handle(self, event: Msg, now_ms: int) -> list[Command]:
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
+        if isinstance(event, RiskState):
+            self.risk_state, self.risk_reason = event.state, event.reason
+            return self._reconcile(now_ms)
         if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
             return []
         self._free_ended(self.ledger.handle(event, now_ms))
@@ -161,6 +176,9 @@ class MakerCore:
                 and now_ms - self.book_ts_ms <= self.max_book_age_ms)
 
     def _desired(self, now_ms: int) -> dict[bool, Target]:
+        if self.risk_state == "HALTED":
+            self.mode = "halted"
+            return {}
         if not self.fresh(now_ms):
             self.mode = "stale"
             return {}
@@ -185,7 +203,10 @@ class MakerCore:
             hs *= frac(t.widen_factor)
         self.half_spread_bps = hs
         sides: tuple[bool, ...] = (False, True)
-        if self.paused:
+        if self.risk_state == "REDUCING":
+            self.mode = "reducing"
+            sides = (self.position > 0,) if self.position != 0 else ()
+        elif self.paused:
             self.mode = "paused"
             limit = frac(v.inventory_ratio) * self.max_position
             if self.position != 0 and self.max_position > 0 and abs(self.position) >= limit:
@@ -203,7 +224,14 @@ class MakerCore:
         out: dict[bool, Target] = {}
         for is_ask in sides:
             px = ask_px if is_ask else bid_px
-            out[is_ask] = Target(px, clamp_size(self.base_lots, self.spec, px, self.min_notional))
+            size = clamp_size(self.base_lots, self.spec, px, self.min_notional)
+            if self.mode == "reducing":   # within the position less what else may reduce it, never below the minimum
+                q = self.quotes.get(is_ask)
+                others = self.ledger.exposure(is_ask, exclude=() if q is None else (q.coi,))
+                size = min(size, abs(self.position) - others)
+                if size < clamp_size(1, self.spec, px, self.min_notional):
+                    continue
+            out[is_ask] = Target(px, size)
         return out
 
     def _reconcile(self, now_ms: int) -> list[Command]:
@@ -222,8 +250,7 @@ class MakerCore:
             want, q = desired.get(is_ask), self.quotes.get(is_ask)
             if want is None:
                 if q is not None:
-                    cmds.append(self._cancel(q, now_ms, self.mode if self.mode in ("stale", "paused", "no-position")
-                                             else "side off"))
+                    cmds.append(self._cancel(q, now_ms, self.mode if self.mode in PULL_MODES else "side off"))
                 continue
             live = None if q is None else self.ledger.get(q.coi)
             if live is not None and self._moved_bps(live.modify_to[0] if live.modify_to else live.price,
@@ -231,6 +258,11 @@ class MakerCore:
                 continue
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
+            if self.budget is not None:   # our share of the tier's request budget; cancels never wait for it
+                if self.budget.room("maker", now_ms) < 1:
+                    self.counts["budget_waits"] = self.counts.get("budget_waits", 0) + 1
+                    continue
+                self.budget.take(now_ms)
             if (q is not None and live is not None and self.cfg.modify_requotes and live.state in (State.OPEN, State.PARTIAL)
                     and live.modify_to is None and live.cancel_attempts == 0):
                 cmds.append(self._modify(q, live.filled, want, now_ms))

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.config import HedgerConfig, Settings
 from shared.ids import IdMint
-from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
+from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position, RiskState
 from services.hedger.core import FATE_TIMEOUT_MS, HedgerCore, aggressive_price, clip_size, passive_price
 from shared.commands import Cancel, Command, Note, Place
 
@@ -25,7 +25,12 @@ MIN_NOTIONAL = 10_500_000
 
 def make(**kw: Any) -> HedgerCore:
     cfg = HedgerConfig.model_validate({**SETTINGS.hedger.model_dump(), **kw})
-    return HedgerCore(cfg, SPEC, MIN_NOTIONAL, 5_000)
+    return active(HedgerCore(cfg, SPEC, MIN_NOTIONAL, 5_000))
+
+
+def active(h: HedgerCore) -> HedgerCore:
+    h.handle(RiskState(state="ACTIVE", ts_ms=0), 0)   # a missing trading state is HALTED
+    return h
 
 
 def book(bid: int, ask: int, ts: int, trace: dict[str, int] | None = None) -> BookTop:
@@ -270,8 +275,8 @@ def test_long_passive_wait_is_not_cut_short_by_the_fate_timeout() -> None:
 def test_a_hedge_still_working_is_never_hedged_twice() -> None:
     """A clip forgotten at its deadline while its fate is still unknown keeps counting: the next clip
     is sized net of it, and its cancel is sent again until confirmed."""
-    h = HedgerCore(HedgerConfig(trigger_units=Decimal("0.01"), max_clip_units=Decimal("0.1"), prefer_passive=False),
-                   SPEC, 0, 5_000)
+    h = active(HedgerCore(HedgerConfig(trigger_units=Decimal("0.01"), max_clip_units=Decimal("0.1"), prefer_passive=False),
+                          SPEC, 0, 5_000))
     h.handle(Position(market_id=2, position=100, ts_ms=1), 0)
     first = [c for c in h.handle(BookTop(market_id=2, seq=1, venue_ts_ms=0, bids=[(140_000, 500)], asks=[(140_010, 500)]),
                                  0) if isinstance(c, Place)]

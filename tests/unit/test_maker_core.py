@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.config import MakerConfig, Settings, TrendConfig, VolatilityConfig
 from shared.ids import IdMint
-from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position
+from shared.schemas import BookTop, Fill, OrderEvent, OrderUpdate, Position, RiskState
 from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
 from services.maker.core import MakerCore
 
@@ -23,6 +23,7 @@ CALM = {"volatility": VolatilityConfig(enabled=False), "trend": TrendConfig(enab
 def make(**kw: Any) -> MakerCore:
     cfg = MakerConfig.model_validate({**SETTINGS.maker.model_dump(), **kw})
     core = MakerCore(cfg, SPEC, 200)  # guard.max_position_units 0.2 = 200 lots
+    core.handle(RiskState(state="ACTIVE", ts_ms=0), 0)   # a missing trading state is HALTED
     core.handle(Position(market_id=2, position=0, ts_ms=0), 0)  # nothing is quoted before the position is known
     return core
 
