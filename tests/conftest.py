@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from shared import keys
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -55,6 +57,9 @@ async def redis(redis_server: str) -> AsyncIterator[Redis]:
     """A client on a freshly flushed database."""
     r = Redis.from_url(redis_server)
     await r.flushall()
+    # The guard publishes the trading state in a whole system; tests of one service stand in for it.
+    # (A missing state is HALTED everywhere: tests of that delete the key.)
+    await r.set(keys.RISK_STATE, "ACTIVE")
     try:
         yield r
     finally:

@@ -49,14 +49,22 @@ KILL_POLL_S = 0.1
 STOP_DEADLINE_S = 10.0
 READ_TOKEN_TTL_S = 600
 
-# KEYS: lease, kill, gw:open. ARGV: lease token, has_place, n, then per tx: journal key, n fields,
-# coi, open record ('' = none), field/value pairs. Refuses the whole batch (writing nothing) when the
-# lease is not ours, when the kill flag is set and the batch places, or when another epoch's journal
-# record exists (this epoch's own record is a retry the core decided: the venue refused the last try).
+# KEYS: lease, kill, gw:open, risk:state. ARGV: lease token, places ('0' none, '1' some may add to the
+# position, '2' all only reduce it), n, then per tx: journal key, n fields, coi, open record ('' = none),
+# field/value pairs. Refuses the whole batch (writing nothing) when the lease is not ours, when it places
+# or modifies and the kill flag is set, the trading state is missing or HALTED, or REDUCING and the
+# batch may add; or when another epoch's journal record exists (this epoch's own record is a retry the
+# core decided: the venue refused the last try).
 _CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced', redis.call('GET', KEYS[1]) or ''} end
-local kill = redis.call('GET', KEYS[2])
-if kill and ARGV[2] == '1' then return {'killed', kill} end
+if ARGV[2] ~= '0' then
+  local kill = redis.call('GET', KEYS[2])
+  if kill then return {'killed', kill} end
+  local st = redis.call('GET', KEYS[4])
+  if st ~= 'ACTIVE' and not (st == 'REDUCING' and ARGV[2] == '2') then
+    return {'killed', 'risk:state ' .. (st or 'missing')}
+  end
+end
 local n = tonumber(ARGV[3])
 local i = 4
 for k = 1, n do
@@ -271,9 +279,14 @@ class Gateway:
         reasons = self.problems(now)
         self.degraded.observe(reasons)
         rec_age = _age(now, s.last_reconcile_ms)
+        trading = ({"state": "HALTED", "reason": core.kill_reason or "kill flag unreadable"} if core.kill != "clear"
+                   else {"state": "REDUCING", "reason": "risk:state REDUCING"} if core.reducing
+                   else {"state": "ACTIVE", "reason": ""})
+        calm = "ok" if trading["state"] == "ACTIVE" else trading["state"].lower()
         detail: dict[str, Any] = {
-            "state": "degraded" if reasons else "ok",
-            "reason": "; ".join(reasons.values()),
+            "state": "degraded" if reasons else calm,
+            "reason": "; ".join(reasons.values()) or trading["reason"],
+            "trading": trading,
             "instance": self.instance,
             "lease": {"held": core.lease, "token": self.lease_token if core.lease else "", "holder": core.lease_holder},
             "signer_ready": core.signer_ready,
@@ -407,6 +420,7 @@ class Gateway:
         try:
             pipe = self.rt.redis.pipeline(transaction=False)
             pipe.get(keys.RISK_KILL)
+            pipe.get(keys.RISK_STATE)
             for name in watch:
                 pipe.get(keys.heartbeat(name))
             pipe.getdel(keys.RECONCILE_REQUEST)
@@ -415,9 +429,9 @@ class Gateway:
             res = await asyncio.wait_for(pipe.execute(), timeout=1.0)
             self.rt.redis_ok = True
             beats = tuple((name, int(raw) if raw is not None and str(_s(raw)).isdigit() else None)
-                          for name, raw in zip(watch, res[1:1 + len(watch)]))
-            event = KillRead(_s(res[0]), heartbeats=beats)
-            asked = _s(res[1 + len(watch)])
+                          for name, raw in zip(watch, res[2:2 + len(watch)]))
+            event = KillRead(_s(res[0]), heartbeats=beats, state=_s(res[1]))
+            asked = _s(res[2 + len(watch)])
             if asked:
                 self.core.request_reconcile(f"asked: {asked[:60]}", now_ms())
             if self.lease_token and int(res[-1]) < 0:
@@ -545,7 +559,9 @@ class Gateway:
         """One round trip before the send: lease, kill flag, journal records, ``gw:open``."""
         assert self.rt is not None
         b = c.batch
-        args: list[str | int] = [self.lease_token, int(any(t.action == "place" for t in b.txs)), len(b.txs)]
+        orders = [t.intent for t in b.txs if t.action in ("place", "modify") and t.intent is not None]
+        places = "0" if not orders else ("2" if all(self.core.reduces(it) for it in orders) else "1")
+        args: list[str | int] = [self.lease_token, places, len(b.txs)]
         for i, tx in enumerate(b.txs):
             it = tx.intent
             fields: dict[str, str] = {}
@@ -564,7 +580,8 @@ class Gateway:
             for k, v in fields.items():
                 args += [k, v]
         args.append(keys.JOURNAL_TTL_S)
-        res = await self._scripts["claim"](keys=[keys.GATEWAY_LEASE, keys.RISK_KILL, keys.GATEWAY_OPEN_ORDERS], args=args)
+        res = await self._scripts["claim"](keys=[keys.GATEWAY_LEASE, keys.RISK_KILL, keys.GATEWAY_OPEN_ORDERS,
+                                                 keys.RISK_STATE], args=args)
         return _s(res[0]) or "", _s(res[1]) or ""
 
     async def _send_batch(self, c: SendBatch) -> None:

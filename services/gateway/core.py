@@ -160,6 +160,7 @@ class KillRead:
     value: str | None
     readable: bool = True
     heartbeats: tuple[tuple[str, int | None], ...] = ()
+    state: str | None = "ACTIVE"   # ``risk:state`` as read (the shell passes None when the key is missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +402,7 @@ class GatewayCore:
         self.live: dict[int, _Live] = {}
         self.stats = Stats()
         self.heartbeat_lost: set[str] = set()
+        self.reducing = False   # risk:state REDUCING: only position-shrinking places and modifies go out
         self._heartbeat_seen: set[str] = set()
         self._verify_at_ms: int | None = None
         self._token_due_ms = 0
@@ -433,8 +435,8 @@ class GatewayCore:
                 return lane
         raise KeyError(key_index)
 
-    def place_refusal(self) -> str | None:
-        """Why a place may not go out now (None = it may)."""
+    def place_refusal(self, it: OrderIntent | None = None) -> str | None:
+        """Why a place (``it``, or any place) may not go out now (None = it may)."""
         if self.stopping:
             return "gateway stopping"
         if self.kill == "set":
@@ -443,7 +445,23 @@ class GatewayCore:
             return "risk state unknown (kill flag unreadable): failing closed"
         if not self.lease:
             return f"lease not held (held by {self.lease_holder or 'nobody'}): another gateway may be sending"
+        if self.reducing and it is not None and not self.reduces(it):
+            return "risk:state REDUCING: only orders that shrink the position"
         return None
+
+    def reduces(self, it: OrderIntent) -> bool:
+        """The order can only shrink the position: on the reducing side, and (unless reduce-only, which the
+        venue caps) within the position together with everything else that may fill on that side."""
+        if not self.ledger.position_known:
+            return False
+        pos = self.ledger.effective_position
+        if pos == 0 or it.is_ask != (pos > 0):
+            return False
+        o = self.ledger.get(it.client_order_index)
+        lots = it.size - (o.filled if o is not None and it.action == "modify" else 0)
+        if it.reduce_only:
+            return lots <= abs(pos)
+        return self.ledger.exposure(it.is_ask, exclude=(it.client_order_index,)) + lots <= abs(pos)
 
     # --- entry points ------------------------------------------------------------------------------
     def handle(self, event: Event, now_ms: int) -> list[Command]:
@@ -561,7 +579,7 @@ class GatewayCore:
             if now_ms > it.created_ms + it.ttl_ms:
                 self.stats.stale += 1
                 return self._finish(ev.entry_id, self._event("stale", now_ms, it, message=f"{now_ms - it.created_ms} ms old"))
-            refusal = self.place_refusal()
+            refusal = self.place_refusal(it)
             if refusal is not None:
                 self.stats.killed += 1
                 return self._finish(ev.entry_id, self._event("killed", now_ms, it, message=refusal))
@@ -886,9 +904,10 @@ class GatewayCore:
         for tx in reversed(b.txs):
             if tx.intent is None:
                 self._retry_gateway_tx(tx, lane, now_ms)
-            elif tx.action == "place" and ev.kill is not None:
+            elif tx.action in ("place", "modify") and ev.kill is not None:
                 self.stats.killed += 1
-                cmds.append(ForgetOpen(tx.intent.client_order_index))
+                if tx.action == "place":
+                    cmds.append(ForgetOpen(tx.intent.client_order_index))
                 cmds += self._outcome(tx, "killed", now_ms, message=f"risk kill set: {ev.kill}")
             elif tx.action != "place" and tx.attempt < 3:
                 self.outbox.appendleft(replace(tx, attempt=tx.attempt + 1))   # cancels must land: retry
@@ -994,8 +1013,15 @@ class GatewayCore:
             return self._purge(now_ms)
         self.stats.last_kill_read_ms = now_ms
         cmds = self._watch(ev.heartbeats, now_ms)
-        if ev.value is not None:
-            self.kill_reason = ev.value
+        value = ev.value
+        if value is None and ev.state not in ("ACTIVE", "REDUCING"):   # the guard's HALTED, or no state: fail closed
+            value = "risk:state missing" if ev.state is None else f"risk:state {ev.state[:40]}"
+        reducing = ev.state == "REDUCING" and value is None
+        if reducing and not self.reducing:
+            cmds += self._drop_adding(now_ms)
+        self.reducing = reducing
+        if value is not None:
+            self.kill_reason = value
             if self.kill != "set":
                 self.kill = "set"
                 self._ensure_cancel_all("kill")
@@ -1046,6 +1072,32 @@ class GatewayCore:
             for o in sent:
                 if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
                     self.outbox.appendleft(Tx("cancel", o.market_id, reason=f"{name} heartbeat lost", coi=o.coi))
+        return cmds
+
+    def _drop_adding(self, now_ms: int) -> list[Command]:
+        """Entering REDUCING: queued places/modifies that could add never go out, and every order that
+        rests on the adding side is cancelled by index (the producers pull theirs too; this is the backstop)."""
+        self.reducing = True
+        cmds: list[Command] = []
+        keep: deque[Tx] = deque()
+        for tx in self.outbox:
+            it = tx.intent
+            if it is not None and tx.action in ("place", "modify") and tx.entry_id is not None and not self.reduces(it):
+                self.stats.killed += 1
+                if tx.action == "place":
+                    cmds.append(ForgetOpen(it.client_order_index))
+                cmds += self._outcome(tx, "killed", now_ms, message="risk:state REDUCING: it could add to the position")
+            else:
+                keep.append(tx)
+        self.outbox = keep
+        pos = self.ledger.effective_position
+        adding = sorted((o for o in self.ledger.live() if o.state not in (State.PENDING, State.APPROVED)
+                         and (pos == 0 or o.is_ask != (pos > 0))), key=lambda o: o.coi)
+        for o in adding:
+            if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
+                self.outbox.appendleft(Tx("cancel", o.market_id, reason="reducing: adding side", coi=o.coi))
+        if adding:
+            cmds.append(Note(f"risk:state REDUCING: cancelling {len(adding)} order(s) on the adding side", "warning"))
         return cmds
 
     def _on_stop(self, now_ms: int) -> list[Command]:

@@ -51,9 +51,10 @@ async def running_guard(url: str) -> AsyncIterator[tuple[GuardService, Runtime]]
 _coi = iter(range(10_000, 10**9, 4))
 
 
-def place(price: int = 170_000, size: int = 64, is_ask: bool = False, **kw: Any) -> OrderIntent:
+def place(price: int = 174_000, size: int = 64, is_ask: bool = False, **kw: Any) -> OrderIntent:
     coi = next(_coi) + 1
     kw.setdefault("created_ms", clock.now_ms())
+    kw.setdefault("book_ts_ms", clock.now_ms())   # priced from a book of now (the guard's max_book_age_ms is 1 s)
     return OrderIntent(intent_id=f"maker-{coi}", source="maker", action="place", market_id=MARKET, client_order_index=coi,
                        is_ask=is_ask, price=price, size=size, **kw)
 
@@ -138,7 +139,7 @@ async def test_kill_flag_vetoes_places_and_delete_resumes(redis: Redis, redis_se
                                  created_ms=clock.now_ms())
         await send(redis, a, cancel_all)
         await verdicts_for(redis, a, cancel_all)
-        assert (await vetoes(redis))[a.intent_id] == "kill: manual"
+        assert (await vetoes(redis))[a.intent_id] == "halted: kill: manual"
         assert await approved_ids(redis) == ["op-1"]
         await redis.delete(keys.RISK_KILL)
         b = place()
@@ -154,7 +155,7 @@ async def test_unreadable_kill_flag_fails_closed(redis: Redis, redis_server: str
         a = place()
         await send(redis, a)
         await verdicts_for(redis, a)
-        assert (await vetoes(redis))[a.intent_id] == "kill: risk:kill unreadable"
+        assert (await vetoes(redis))[a.intent_id] == "halted: unreadable: risk:kill unreadable"
         assert svc.health(time.time())[1]["kill"]["readable"] is False
 
 
@@ -179,13 +180,13 @@ async def test_malformed_intent_is_dead_lettered_and_guard_keeps_going(redis: Re
 
 async def test_restart_rereads_pending_intents_without_duplicate_verdicts(redis: Redis, redis_server: str) -> None:
     await set_book(redis)
-    a = place(size=50)
+    a = place(size=64)
     async with running_guard(redis_server):
         await send(redis, a)
         await verdicts_for(redis, a)
         await eventually(lambda: _eq(pending_intents(redis), 0))
     # the previous instance crashed after reading b, c, d; it had published d's verdict but not acked it
-    b, c, d = place(size=50), place(price=169_000, size=50), place(price=168_000, size=50)
+    b, c, d = place(size=64), place(price=176_000, size=64, is_ask=True), place(price=177_000, size=64, is_ask=True)
     await send(redis, b, c, d)
     got = await redis.xreadgroup(keys.GROUP_GUARD, "guard-1", {keys.ORDERS_INTENTS: ">"}, count=10)
     assert len(got[0][1]) == 3 and await pending_intents(redis) == 3
@@ -193,23 +194,24 @@ async def test_restart_rereads_pending_intents_without_duplicate_verdicts(redis:
     async with running_guard(redis_server) as (svc, _):
         await eventually(lambda: _eq(pending_intents(redis), 0))
         await asyncio.sleep(0.2)
+        assert await vetoes(redis) == {}
         assert sorted(await approved_ids(redis)) == sorted([a.intent_id, d.intent_id, b.intent_id, c.intent_id])
         assert await vetoes(redis) == {}
         assert svc.core.duplicates == 1
-        assert svc.core.open_lots(False) == 200  # all four approvals in flight: a and d replayed, b and c new
+        assert (svc.core.open_lots(False), svc.core.open_lots(True)) == (128, 128)   # a and d replayed, b and c new
 
 
 async def test_state_is_rebuilt_from_the_account_stream_after_a_restart(redis: Redis, redis_server: str) -> None:
-    await set_book(redis, 99_999, 100_001)
     bus = Bus(redis, "feed")
-    await bus.publish(ACCT_STREAM, Position(market_id=MARKET, position=120, ts_ms=1))
+    await bus.publish(ACCT_STREAM, Position(market_id=MARKET, position=50, ts_ms=1))
+    await set_book(redis)
     for coi, status in ((11, "open"), (12, "open"), (12, "filled")):
         await bus.publish(ACCT_STREAM, OrderUpdate(market_id=MARKET, order_index=coi, client_order_index=coi, is_ask=False,
-                                                   price=99_000, initial_size=50, remaining_size=50 if status == "open" else 0,
+                                                   price=174_000, initial_size=50, remaining_size=50 if status == "open" else 0,
                                                    filled_size=0, status=status, ts_ms=1))
     async with running_guard(redis_server) as (svc, _):
-        assert (svc.core.position, [o.coi for o in svc.core.ledger.open_orders()]) == (120, [11])
-        over, fits = place(price=98_000, size=31), place(price=98_000, size=30)
+        assert (svc.core.position, [o.coi for o in svc.core.ledger.open_orders()]) == (50, [11])
+        over, fits = place(price=174_000, size=101), place(price=174_000, size=100)
         await send(redis, over)
         await verdicts_for(redis, over)
         assert (await vetoes(redis))[over.intent_id] == "position: worst long 0.201 > max 0.2 SOL"
@@ -218,7 +220,7 @@ async def test_state_is_rebuilt_from_the_account_stream_after_a_restart(redis: R
         assert fits.intent_id in await approved_ids(redis)
         # live account events keep flowing; entries seen during the replay are not applied twice
         await bus.publish(ACCT_STREAM, OrderUpdate(market_id=MARKET, order_index=11, client_order_index=11, is_ask=False,
-                                                   price=99_000, initial_size=50, remaining_size=0, filled_size=50,
+                                                   price=174_000, initial_size=50, remaining_size=0, filled_size=50,
                                                    status="filled", ts_ms=2))
         await eventually(lambda: _true(not svc.core.ledger.open_orders()))
 
@@ -227,28 +229,54 @@ async def _true(v: bool) -> bool:
     return v
 
 
-async def test_breach_trips_kill_without_overwriting_an_operator_reason(redis: Redis, redis_server: str) -> None:
+async def risk_events(redis: Redis) -> list[tuple[str, str]]:
+    return [(m.state, m.reason) for m in await stream(redis, keys.RISK_EVENTS)]
+
+
+async def test_a_breach_moves_to_reducing_never_touching_the_operator_kill(redis: Redis, redis_server: str) -> None:
     await set_book(redis, 99_999, 100_001)
     bus = Bus(redis, "feed")
     async with running_guard(redis_server):
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"ACTIVE"))
         await bus.publish(ACCT_STREAM, Position(market_id=MARKET, position=250, ts_ms=1))
-        await eventually(lambda: _eq(redis.get(keys.RISK_KILL), b"guard: position 0.25 > max 0.2 SOL"))
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"REDUCING"))
+        assert await redis.get(keys.RISK_KILL) is None
+        assert (await risk_events(redis))[-1] == ("REDUCING", "inventory: position 0.25 beyond max 0.2 SOL")
+        reduce, add = place(price=100_500, size=120, is_ask=True), place(price=99_500, size=120)
+        await send(redis, reduce, add)
+        await verdicts_for(redis, reduce, add)
+        assert await approved_ids(redis) == [reduce.intent_id]
+        assert (await vetoes(redis))[add.intent_id].startswith("reducing: only orders that shrink position 0.25 SOL")
         await redis.set(keys.RISK_KILL, "ops: investigating")
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"HALTED"))
         await bus.publish(ACCT_STREAM, Position(market_id=MARKET, position=0, ts_ms=2))
-        await bus.publish(ACCT_STREAM, Position(market_id=MARKET, position=-300, ts_ms=3))
         await asyncio.sleep(0.3)
         assert await redis.get(keys.RISK_KILL) == b"ops: investigating"
+        assert (await risk_events(redis))[-1] == ("HALTED", "kill: ops: investigating")
+        await redis.delete(keys.RISK_KILL)
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"ACTIVE"))
 
 
-async def test_notional_breach_from_the_book_stream_trips_kill(redis: Redis, redis_server: str) -> None:
+async def test_notional_breach_from_the_book_stream_moves_to_reducing(redis: Redis, redis_server: str) -> None:
     await set_book(redis)
     await Bus(redis, "feed").publish(ACCT_STREAM, Position(market_id=MARKET, position=200, ts_ms=1))
     async with running_guard(redis_server):
         await asyncio.sleep(0.1)
-        assert await redis.get(keys.RISK_KILL) is None  # 0.2 SOL @ 175 = 35 USDC: at the limit
-        await set_book(redis, 175_500, 175_500)
-        await eventually(lambda: _eq(redis.get(keys.RISK_KILL),
-                                     b"guard: notional 35.1 > max 35 USDC (position 0.2 SOL @ 175.5)"))
+        assert await redis.get(keys.RISK_STATE) == b"ACTIVE"   # 0.2 SOL @ 175 = 35 USDC: at the limit
+        await set_book(redis, 175_500, 175_501)
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"REDUCING"))
+        assert (await risk_events(redis))[-1][1] == "inventory: notional 35.1001 > max 35 USDC (position 0.2 SOL @ 175.5005)"
+
+
+async def test_a_deleted_state_is_written_again(redis: Redis, redis_server: str) -> None:
+    await set_book(redis)
+    async with running_guard(redis_server):
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"ACTIVE"))
+        await redis.delete(keys.RISK_STATE)
+        a = place()
+        await send(redis, a)
+        await verdicts_for(redis, a)
+        await eventually(lambda: _eq(redis.get(keys.RISK_STATE), b"ACTIVE"))
 
 
 async def test_unhealthy_when_mid_is_old_while_intents_arrive(redis: Redis, redis_server: str) -> None:
@@ -285,11 +313,12 @@ async def test_process_serves_health_and_stops_on_sigterm(redis: Redis, redis_se
                 body = await r.json()
                 assert r.status == 200 and body["service"] == "guard"
                 assert body["kill"] == {"set": False, "reason": None, "readable": True}
+                assert body["trading"] == {"state": "ACTIVE", "reason": ""}
                 assert body["verdicts"]["approved"] == {"ok": 1} and body["position"]["units"] == "0"
             async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
                 text = await r.text()
                 assert 'mm_guard_verdicts_total{reason="ok",verdict="approved"} 1.0' in text
-                assert "mm_position_lots" in text and "mm_kill_trips_total" in text
+                assert "mm_position_lots" in text and 'mm_risk_state{state="ACTIVE"} 1.0' in text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.to_thread(proc.communicate, timeout=15)

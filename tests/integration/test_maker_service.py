@@ -215,6 +215,7 @@ async def test_stop_cancels_quotes_and_dry_run_publishes_nothing(redis: Redis, c
     assert {i.client_order_index for i in got[2:] if i.action == "cancel"} == {i.client_order_index for i in placed}
 
     await redis.flushall()
+    await redis.set(keys.RISK_STATE, "ACTIVE")
     await redis.set(keys.book_latest(2), book().model_dump_json())
     await flat(redis)
     dry = MakerService(settings(dry_run=True))

@@ -14,7 +14,7 @@ from services.gateway.core import (
 )
 from services.gateway.replies import SendResult, classify, no_answer
 from shared.ids import IdMint
-from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Reconcile
+from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Position, Reconcile
 
 T0 = 1_795_000_000_000
 KEY = 4
@@ -582,3 +582,34 @@ def test_a_superseding_tx_only_ever_takes_the_doubtful_nonce() -> None:
     core.handle(LaneChecked(KEY, 8), T0)                                  # the batch started at 8 (an own tx)
     sup = batch(core.handle(SenderReady(), T0))
     assert sup.batch.supersede and sup.batch.first_nonce == 8
+
+
+# --- the guard's trading state ---------------------------------------------------------------------
+@pytest.mark.parametrize("state", [None, "HALTED", "garbage"])
+def test_a_halted_or_missing_trading_state_is_a_kill(state: str | None) -> None:
+    core = ready_core()
+    cmds = core.handle(KillRead(None, state=state), T0 + 1)
+    assert core.kill == "set" and core.kill_reason == f"risk:state {state or 'missing'}"
+    assert [t.reason for t in batch(core.handle(SenderReady(), T0 + 1)).batch.txs] == ["kill"]
+    assert [e.kind for e in events(core.handle(IntentIn(intent(3), "3-0"), T0 + 2))] == ["killed"]
+    assert cmds is not None
+    core.handle(KillRead(None, state="ACTIVE"), T0 + 3)
+    assert core.place_refusal() is None
+
+
+def test_reducing_lets_only_shrinking_orders_out_and_cancels_the_adding_side() -> None:
+    core = ready_core()
+    core.handle(AccountIn(OrderUpdate(market_id=2, order_index=1, client_order_index=777, is_ask=False, price=139_000,
+                                      initial_size=64, remaining_size=64, filled_size=0, status="open", ts_ms=T0)), T0)
+    core.handle(AccountIn(Position(market_id=2, position=100, ts_ms=T0)), T0)   # long 0.1
+    cmds = core.handle(KillRead(None, state="REDUCING"), T0 + 1)
+    assert core.reducing and [(t.action, t.coi) for t in core.outbox] == [("cancel", 777)]   # our resting bid adds
+    assert "adding side" in of(cmds, type(cmds[-1]))[-1].text
+    bid = intent(5)                                                       # a bid would add
+    assert [e.message for e in events(core.handle(IntentIn(bid, "5-0"), T0 + 2))] == [
+        "risk:state REDUCING: only orders that shrink the position"]
+    ask = intent(6, is_ask=True, size=100, price=141_000)                # exactly the position: passes
+    assert core.handle(IntentIn(ask, "6-0"), T0 + 2) == []
+    big = intent(7, is_ask=True, size=101, price=141_000)                # would flip: refused
+    assert [e.kind for e in events(core.handle(IntentIn(big, "7-0"), T0 + 2))] == ["killed"]
+    assert core.reduces(intent(8, is_ask=True, size=50, reduce_only=True))   # reduce-only within the position
