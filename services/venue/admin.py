@@ -4,6 +4,7 @@ Off unless --admin / VENUE_ADMIN=1 (404), and only for loopback peers (403).
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,19 @@ def add_admin_routes(srv: VenueServer, app: web.Application) -> None:
             srv.run_core(now)
             srv.venue.price_jump(int(b["market_id"]), float(b["bps"]))
             return _json({"kind": kind})
+        if kind == "cross_book":   # a phantom bid at the best ask, withdrawn after `seconds`
+            mid = int(b["market_id"])
+            srv.run_core(now)
+            srv.hub.flush_books(now)
+            ask = srv.venue.engine.books[mid].best_ask_level()
+            if ask is None:
+                raise ValueError("no ask to cross")
+            price = ask.price
+            if not srv.hub.inject_levels(mid, now, [(price, 1)], []):
+                raise ValueError(f"nobody subscribes to order_book/{mid}")
+            asyncio.get_running_loop().call_later(float(b.get("seconds", 2)), lambda: srv.hub.inject_levels(
+                mid, srv.clock(), [(price, 0)], []))
+            return _json({"kind": kind, "price": srv.venue.markets[mid].fmt_price(price)})
         return _json(apply_fault(srv.faults, b, now))
 
     async def fault_delete(request: web.Request) -> web.Response:

@@ -5,18 +5,22 @@
         [--markets 0,1,2] [--account INDEX:KEY_INDEX:PUBKEY[:COLLATERAL_USDC]]...
         [--tape FILE.jsonl] [--param NAME=VALUE]... [--step-ms 100] [--ws-idle-timeout 120]
 
-Bad flags print one line and exit with status 2 (no traceback).
+Bad flags (a port outside 1..65535, a non-positive interval, ...) and a port already in use print
+one line and exit with status 2 (no traceback).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import math
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from .config import AccountSpec, VenueConfig
 from .flow import MODEL_NAMES, Params
@@ -31,6 +35,30 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def _port(text: str) -> int:
+    """1..65535 (the venue stays free of shared/, so this mirrors shared.ports.parse_port)."""
+    try:
+        n = int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected an integer 1..65535") from None
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {n}: must be 1..65535")
+    return n
+
+
+def _number(kind: type, low: float, strict: bool) -> "Callable[[str], Any]":
+    """A finite int/float above ``low`` (``strict``) or at least ``low``."""
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(v) or (v <= low if strict else v < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text!r}")
+        return v
+    return parse
 
 
 def _onoff(text: str) -> bool:
@@ -103,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = _Parser(prog="python -m services.venue", description="Local Lighter-compatible venue.")
     p.add_argument("--host", default=env("VENUE_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("VENUE_PORT", "8700")))
-    p.add_argument("--seed", type=int, default=int(env("VENUE_SEED", "1")))
+    p.add_argument("--port", type=_port, default=env("VENUE_PORT", "8700"), help="1..65535 (default $VENUE_PORT or 8700)")
+    p.add_argument("--seed", type=int, default=env("VENUE_SEED", "1"))
     p.add_argument("--model", type=_model, default=env("VENUE_MODEL", "calm"),
                    help=f"market model: {', '.join(MODEL_NAMES)}; comma list switches between them")
     p.add_argument("--tape", default=env("VENUE_TAPE") or None, help="JSONL tape for --model replay")
@@ -118,11 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin", action="store_true", default=env("VENUE_ADMIN", "") == "1")
     p.add_argument("--markets", type=_markets, default=_markets(env("VENUE_MARKETS", "0,1,2")))
     p.add_argument("--account", type=_account, action="append", default=[])
-    p.add_argument("--step-ms", type=int, default=100, help="synthetic market step (ms)")
-    p.add_argument("--ws-idle-timeout", type=float, default=120.0, help="close WS idle for this many s")
-    p.add_argument("--ws-ping", type=float, default=0.0, help="send {type:ping} every N s (0 = never)")
-    p.add_argument("--funding-interval", type=int, default=3600, help="funding period in s")
-    p.add_argument("--volume-quota", type=int, default=1000, help="initial premium volume quota")
+    p.add_argument("--step-ms", type=_number(int, 0, True), default=100, help="synthetic market step (ms)")
+    p.add_argument("--ws-idle-timeout", type=_number(float, 0, True), default=120.0, help="close WS idle for this many s")
+    p.add_argument("--ws-ping", type=_number(float, 0, False), default=0.0, help="send {type:ping} every N s (0 = never)")
+    p.add_argument("--funding-interval", type=_number(int, 0, True), default=3600, help="funding period in s")
+    p.add_argument("--volume-quota", type=_number(int, 0, False), default=1000, help="initial premium volume quota")
     p.add_argument("--log-level", default=env("VENUE_LOG_LEVEL", "INFO"))
     return p
 
@@ -132,10 +160,6 @@ def config_from_args(argv: Sequence[str] | None = None) -> VenueConfig:
         a = build_parser().parse_args(argv)
     except argparse.ArgumentTypeError as e:
         raise UsageError(str(e)) from None
-    if not 0 <= a.port <= 65535:
-        raise UsageError("--port must be 0..65535")
-    if a.step_ms <= 0 or a.ws_idle_timeout <= 0:
-        raise UsageError("--step-ms and --ws-idle-timeout must be positive")
     if "replay" in a.model.split(",") and not a.tape:
         raise UsageError("--model replay needs --tape FILE")
     if a.tape and not os.path.isfile(a.tape):
@@ -169,7 +193,11 @@ async def serve(cfg: VenueConfig, ready: asyncio.Event | None = None) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:   # before anything is served: the port is a usage error (exit 2), not a traceback
+        await runner.cleanup()
+        raise ListenError(_listen_problem(e, cfg.host, cfg.port)) from None
     logging.getLogger("venue").info(
         "venue listening on http://%s:%d (ws /stream) seed=%d model=%s tier=%s rate_limit=%s admin=%s accounts=%s",
         cfg.host, cfg.port, cfg.seed, cfg.model, cfg.tier, "on" if cfg.rate_limit else "off",
@@ -189,6 +217,19 @@ async def serve(cfg: VenueConfig, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
 
 
+class ListenError(Exception):
+    """The venue's port cannot be listened on."""
+
+
+def _listen_problem(e: OSError, host: str, port: int) -> str:
+    if isinstance(e, socket.gaierror):
+        return f"cannot listen on host {host!r}: {e.strerror or e} (set by --host/$VENUE_HOST)"
+    what = {errno.EADDRINUSE: "is already in use", errno.EACCES: "cannot be bound: permission denied",
+            errno.EADDRNOTAVAIL: "cannot be bound: the address is not on this host"}.get(
+                e.errno or 0, f"cannot be bound: {e.strerror or e}")
+    return f"port {port} on {host} {what} (set by --port/$VENUE_PORT)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(argv)
@@ -204,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     try:
         asyncio.run(serve(cfg))
-    except OSError as e:
-        print(f"venue: error: cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}", file=sys.stderr)
-        return 1
+    except ListenError as e:
+        print(f"venue: error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 from . import errors as E
 
 KINDS = ("drop_ws", "skip_book_nonce", "freeze_feed", "delay_tx", "reject_tx", "http_status",
-         "drop_reduce_only", "price_jump")
+         "drop_reduce_only", "price_jump", "cross_book")
 
 
 @dataclass(slots=True)

@@ -482,15 +482,30 @@ class Hub:
         if not book.dirty_asks and not book.dirty_bids:
             return
         asks, bids = book.take_dirty()
-        m = v.markets[mid]
+        self._diff(mid, asks, bids, prev, book.nonce, now)
+
+    def _diff(self, mid: int, asks: list[tuple[int, int]], bids: list[tuple[int, int]], prev: int, nonce: int,
+              now: int) -> None:
+        m = self.srv.venue.markets[mid]
         self.offset += 1
         frame = {"channel": f"order_book:{mid}", "offset": self.offset,
                  "order_book": {"code": 0, "asks": wire.levels_json(m, asks), "bids": wire.levels_json(m, bids),
-                                "offset": self.offset, "nonce": book.nonce, "begin_nonce": prev,
+                                "offset": self.offset, "nonce": nonce, "begin_nonce": prev,
                                 "last_updated_at": now * 1000},
                  "timestamp": now, "last_updated_at": now * 1000, "type": "update/order_book"}
-        self.sent_nonce[mid] = book.nonce
-        self._publish(key, frame)
+        self.sent_nonce[mid] = nonce
+        self._publish(f"order_book/{mid}", frame)
+
+    def inject_levels(self, mid: int, now: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> bool:
+        """Fault injection: a well-formed, in-sequence diff of levels the venue's book does not hold, as a
+        corrupt exchange feed would send (``cross_book``). False when nobody is subscribed."""
+        prev = self.sent_nonce.get(mid)
+        if prev is None or f"order_book/{mid}" not in self.channels:
+            return False
+        book = self.srv.venue.engine.books[mid]
+        book.nonce += 1   # the real diffs continue from here: the sequence stays unbroken
+        self._diff(mid, asks, bids, prev, book.nonce, now)
+        return True
 
     def flush_books(self, now: int) -> None:
         v = self.srv.venue

@@ -217,3 +217,30 @@ async def test_admin_is_off_by_default_and_loopback_only(tmp_path) -> None:
     finally:
         stop_venue(off)
         stop_venue(on)
+
+
+async def test_cross_book_sends_a_phantom_crossing_bid_in_sequence_then_withdraws_it(venue: VenueProc) -> None:
+    ws = await WS.open(venue.ws_url)
+    try:
+        await ws.sub("order_book/2")
+        nonce = (await ws.until(of("order_book:2", "subscribed/order_book")))["order_book"]["nonce"]
+        r = await venue.admin("POST", "/admin/fault", {"kind": "cross_book", "market_id": 2, "seconds": 0.3})
+        phantom: dict | None = None
+        withdrawn = False
+        deadline = time.monotonic() + 5
+        while not withdrawn and time.monotonic() < deadline:
+            m = await ws.until(of("order_book:2", "update/order_book"))
+            ob = m["order_book"]
+            assert ob["begin_nonce"] == nonce     # the chain never breaks
+            nonce = ob["nonce"]
+            for lvl in ob["bids"]:
+                if lvl["price"] == r["price"]:
+                    if phantom is None:
+                        phantom = lvl
+                    elif Decimal(lvl["size"]) == 0:
+                        withdrawn = True
+        assert phantom is not None and Decimal(phantom["size"]) > 0 and withdrawn
+        _, body = await venue.get("/api/v1/orderBookOrders", market_id=2, limit=5)
+        assert all(Decimal(b["price"]) < Decimal(r["price"]) for b in body["bids"])   # never in the venue's book
+    finally:
+        await ws.close()
