@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from core.localenv import ensure_local_env, read_env_file
+from shared import acl
 from shared.cli import Parser, fail
 from shared.config import REPO_ROOT, ConfigError, load_settings
 
@@ -37,7 +38,9 @@ RESTART_WINDOW_S = 60
 PIPE_LIMIT = 1 << 20
 # Secrets go only to the process that needs them: the gateway is the sole signer; the feed may use a
 # WS token given by the operator. Everything else never sees them, not even in /proc/<pid>/environ.
-SECRET_VARS = ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_EXTRA_API_KEYS", "LIGHTER_API_BEARER", "WS_AUTH_TOKEN")
+# The Redis users' passwords (shared/acl.py) reach no child: each service gets its own REDIS_URL only.
+SECRET_VARS = ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_EXTRA_API_KEYS", "LIGHTER_API_BEARER", "WS_AUTH_TOKEN",
+               *acl.PASSWORD_VARS)
 SECRETS_FOR = {"gateway": ("LIGHTER_API_PRIVATE_KEY", "LIGHTER_EXTRA_API_KEYS"), "feed": ("WS_AUTH_TOKEN",)}
 
 
@@ -217,20 +220,38 @@ class Supervisor:
         return 1 if self.failed else 0
 
 
+def local_redis_acl(data: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """Prepare the local Redis's data dir and ACL file; return the file and each service's password.
+
+    The data dir is 0700: the AOF in it holds ``auth:ws_token``. ``users.acl`` (0600, SHA-256 hashes
+    only) is written afresh at every start from ``shared/acl.py``, with the passwords in ``env`` (the
+    env file's ``REDIS_PASSWORD_<SERVICE>``) or, for any missing, new ones for this run only.
+    """
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)
+    passwords = {u: env.get(acl.password_var(u)) or acl.new_password() for u in acl.SERVICES}
+    path = data / "users.acl"
+    acl.write_private(path, acl.acl_text(passwords, "local"))
+    return path, passwords
+
+
 def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
     a = args  # argparse namespace
     off = a.port_offset  # type: ignore[attr-defined]
     py = sys.executable
     children: list[Child] = []
     env = dict(env_base)
+    urls: dict[str, str] = {}   # service -> its own REDIS_URL (our Redis: one ACL user each)
     if not a.no_redis:  # type: ignore[attr-defined]
         rport = REDIS_PORT + off
         data = REPO_ROOT / "var" / ("redis" if off == 0 else f"redis-{rport}")
-        data.mkdir(parents=True, exist_ok=True)
+        aclfile, passwords = local_redis_acl(data, env)
+        env.pop("REDIS_URL", None)   # the venue and Redis itself get none
         children.append(Child("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--dir", str(data),
                                         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                                        "--aclfile", str(aclfile), "--acl-pubsub-default", "resetchannels",
                                         "--daemonize", "no", "--loglevel", "warning"], child_env(env, "redis"), None))
-        env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        urls = {n: acl.redis_url(n, passwords[n], "127.0.0.1", rport) for n in SERVICES}
     settings = a.settings  # type: ignore[attr-defined]
     if not a.no_venue:  # type: ignore[attr-defined]
         vport = settings.ports.venue + off
@@ -245,7 +266,10 @@ def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
         argv = [py, "-m", f"services.{name}", "--port", str(port), "--host", "127.0.0.1"]
         if a.config:  # type: ignore[attr-defined]
             argv += ["--config", a.config]  # type: ignore[attr-defined]
-        children.append(Child(name, argv, child_env(env, name), f"http://127.0.0.1:{port}/health"))
+        cenv = child_env(env, name)
+        if urls:
+            cenv["REDIS_URL"] = urls[name]
+        children.append(Child(name, argv, cenv, f"http://127.0.0.1:{port}/health"))
     return children
 
 

@@ -7,12 +7,17 @@ secrets on purpose either).
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
 _SECRETS: set[str] = set()
+# user:password@ in any URL (REDIS_URL carries the service's Redis ACL password)
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE)
 
 
 def register_secret(value: str | None) -> None:
@@ -22,10 +27,23 @@ def register_secret(value: str | None) -> None:
             _SECRETS.add(value[2:])
 
 
+def register_url_secret(url: str | None) -> None:
+    """Register the password of a URL such as ``redis://maker:<password>@host:port/0``."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+
+
 def redact(text: str) -> str:
     for s in _SECRETS:
         if s in text:
             text = text.replace(s, "***")
+    if "@" in text:
+        text = _URL_CREDENTIALS.sub(r"\1***@", text)
     return text
 
 
@@ -49,6 +67,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(service: str, level: str = "INFO") -> None:
+    register_url_secret(os.environ.get("REDIS_URL"))   # the service's own Redis password
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()

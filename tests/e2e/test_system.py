@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -17,8 +18,10 @@ import aiohttp
 import lighter
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from core.localenv import read_env_file
+from shared import acl
 from shared.schemas import decode
 from tests.conftest import REPO, free_port
 
@@ -186,6 +189,51 @@ async def test_streams_are_inspectable_and_secrets_never_logged(system: System) 
     assert key[2:] not in text and key not in text
 
 
+async def test_each_service_runs_as_its_own_redis_user_and_none_was_refused(system: System) -> None:
+    """core.main started Redis with the ACL file from shared/acl.py: every service above did its job under
+    its own user (their heartbeats are there), Redis's ACL LOG lists no refusal of any of them, and the
+    issue's attack, a bid written straight to orders:approved with the maker's own REDIS_URL, is refused."""
+    rport = system.port(6399)
+    data = REPO / "var" / f"redis-{rport}"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700 and stat.S_IMODE((data / "users.acl").stat().st_mode) == 0o600
+    assert stat.S_IMODE(system.env_file.stat().st_mode) == 0o600
+    passwords = {s: system.env[acl.password_var(s)] for s in acl.SERVICES}
+    op = Redis.from_url(system.redis_url, client_name="e2e-probe")             # plain redis-cli -p 6399
+    maker = Redis.from_url(acl.redis_url("maker", passwords["maker"], "127.0.0.1", rport), client_name="e2e-probe")
+    feed = Redis.from_url(acl.redis_url("feed", passwords["feed"], "127.0.0.1", rport), client_name="e2e-probe")
+    try:
+        assert await op.execute_command("ACL", "WHOAMI") == b"default"
+        for name in acl.SERVICES:
+            assert await op.get(f"svc:{name}:heartbeat"), f"no heartbeat from {name}"
+        entries = [e if isinstance(e, dict) else dict(zip(e[::2], e[1::2]))
+                   for e in await op.execute_command("ACL", "LOG", "128")]
+        denied = [(d[b"username"], d[b"object"], d[b"context"]) for d in entries
+                  if b"name=e2e-probe" not in d[b"client-info"]]   # our own probes below are refused on purpose
+        assert denied == [], f"services refused by the Redis ACL: {denied}"
+        assert await feed.get("auth:ws_token"), "the gateway mints the feed's token"
+        bid = {"type": "intent", "v": "1", "d": "{}"}
+        for r in (maker, op):
+            with pytest.raises(NoPermissionError):
+                await r.xadd("orders:approved", bid)
+            with pytest.raises(NoPermissionError):
+                await r.get("auth:ws_token")
+        for cmd in (("SET", "risk:kill", "maker"), ("DEL", "risk:kill"), ("XADD", "md:book:2", "*", "a", "b")):
+            with pytest.raises(NoPermissionError):
+                await maker.execute_command(*cmd)
+    finally:
+        for r in (op, maker, feed):
+            await r.aclose()
+    async with aiohttp.ClientSession() as s:   # no password in any health output
+        for base in (8000, 8081, 8082, 8083, 8084, 8085):
+            async with s.get(f"http://127.0.0.1:{system.port(base)}/health") as resp:
+                body = await resp.text()
+            for pw in passwords.values():
+                assert pw not in body, base
+    text = system.log.read_text()
+    for pw in passwords.values():
+        assert pw not in text
+
+
 def test_ctrl_c_stops_everything_and_cancels_orders(system: System) -> None:
     """Last in this module: Ctrl-C (SIGINT) → the gateway cancels every order, then all exit cleanly."""
     assert system.proc.poll() is None
@@ -197,3 +245,7 @@ def test_ctrl_c_stops_everything_and_cancels_orders(system: System) -> None:
     # still up when the gateway cancelled, i.e. the shutdown order (producers, gateway, then venue) held
     stop_at = log.index("supervisor| stopping")
     assert stop_at < log.index("stop: cancel-all done")
+    # through the shutdown too (lease release, cancel-all, last events): no Redis ACL refusal, no password
+    assert "NOPERM" not in log and "no permissions" not in log, log[-3000:]
+    for name in acl.SERVICES:
+        assert system.env[acl.password_var(name)] not in log

@@ -62,7 +62,7 @@ def test_compose_service_start_port_health_and_dependencies(name: str) -> None:
     port = _ports()[name]
     env = svc["environment"]
     assert env["PORT"] == str(port)
-    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert "REDIS_URL" not in env   # it comes from the service's own env file, with its own Redis user
     assert env["LIGHTER_BASE_URL"] == "${LIGHTER_BASE_URL:-http://venue:8700}"  # local venue unless .env says otherwise
     assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]
     test = " ".join(svc["healthcheck"]["test"])
@@ -71,7 +71,11 @@ def test_compose_service_start_port_health_and_dependencies(name: str) -> None:
     assert deps["redis"] == {"condition": "service_healthy"}
     assert deps["venue"] == {"condition": "service_healthy"}
     assert svc["init"] is True
-    assert all(f.get("required") is False for f in svc["env_file"])  # optional: a fresh clone starts without .env
+    *credentials, own = svc["env_file"]
+    assert [f["path"] for f in credentials] == [".env.local", ".env", ".env.ws_token"]
+    assert all(f.get("required") is False for f in credentials)  # optional: a fresh clone starts without .env
+    # last (wins), required: `make compose-env` writes it; it holds this service's REDIS_URL and nothing else
+    assert own == {"path": f".env.redis.{name}", "required": True}
 
 
 @pytest.mark.parametrize("name", ["maker", "gateway"])
@@ -88,8 +92,73 @@ def test_compose_redis_is_durable_healthchecked_and_local_only() -> None:
     data = [v for v in r["volumes"] if v.endswith(":/data")]
     assert data and data[0].split(":")[0] in c["volumes"]  # a named volume, not the container layer
     hc = r["healthcheck"]
-    assert "redis-cli ping" in " ".join(hc["test"])
+    assert "redis-cli --user healthcheck" in " ".join(hc["test"]) and " ping " in " ".join(hc["test"])
     assert (hc["interval"], hc["retries"], hc["start_period"]) == ("2s", 15, "5s")
+
+
+def test_compose_redis_starts_with_the_acl_file_the_one_shot_writes() -> None:
+    c = _compose()
+    r, w = c["services"]["redis"], c["services"]["redis-acl"]
+    argv = _argv(r["command"])
+    assert argv[argv.index("--aclfile") + 1] == "/acl/users.acl"
+    assert "redis-acl:/acl:ro" in r["volumes"] and "redis-acl:/acl" in w["volumes"] and "redis-acl" in c["volumes"]
+    assert r["depends_on"]["redis-acl"] == {"condition": "service_completed_successfully"}
+    wargv = _argv(w["command"])
+    assert wargv[:3] == ["python", "scripts/redis_acl.py", "acl"]
+    assert wargv[wargv.index("--layout") + 1] == "compose" and wargv[wargv.index("--out") + 1] == "/acl/users.acl"
+    assert w["env_file"] == [{"path": ".env.redis", "required": True}]
+    assert "ports" not in w and w["restart"] == "no"
+    # only the one-shot and redis mount the volume; no bot service gets every password
+    for name, svc in c["services"].items():
+        if name not in ("redis", "redis-acl"):
+            assert not any("redis-acl" in str(v) for v in svc.get("volumes", [])), name
+            assert ".env.redis" not in [f["path"] for f in svc.get("env_file", []) if isinstance(f, dict)], name
+
+
+def test_compose_redis_wiring_for_real(tmp_path: Path) -> None:
+    """What compose does, without docker: `make compose-env`, the redis-acl command, redis-server with the
+    compose arguments, the healthcheck, and each service's REDIS_URL from its own env file."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.fail("redis-server not found (make test installs it)")
+    from core.localenv import read_env_file
+    from shared import acl, keys
+
+    make = re.search(r"^compose-env:.*\n\t(.+)$", (REPO / "Makefile").read_text(), re.M)
+    assert make and _argv(make[1])[:2] == ["python3", "scripts/redis_acl.py"]
+    done = subprocess.run([sys.executable, *_argv(make[1])[1:], "--dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    c = _compose()
+    passwords = read_env_file(tmp_path / ".env.redis")
+    wargv = [sys.executable if a == "python" else a.replace("/acl/", f"{tmp_path}/acl/")
+             for a in _argv(c["services"]["redis-acl"]["command"])]
+    done = subprocess.run(wargv, cwd=REPO, env={"PATH": "/usr/bin:/bin", **passwords}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    argv = [a.replace("/usr/local/etc/redis/redis.conf", str(REPO / "redis" / "redis.conf")).replace("/acl/", f"{tmp_path}/acl/")
+            .replace("/data", str(tmp_path)) for a in _argv(c["services"]["redis"]["command"])]
+    proc = subprocess.Popen([binary, *argv[1:], "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        hc = c["services"]["redis"]["healthcheck"]["test"]
+        assert hc[0] == "CMD-SHELL"
+        ok = subprocess.run(["/bin/sh", "-c", hc[1].replace("redis-cli", f"{cli} -p {port}")], capture_output=True, timeout=10)
+        assert ok.returncode == 0, ok
+        for name in SERVICES:
+            url = read_env_file(tmp_path / f".env.redis.{name}")["REDIS_URL"].replace("@redis:6379/", f"@127.0.0.1:{port}/")
+            out = subprocess.run([cli, "-u", url, "--no-auth-warning", "SET", keys.heartbeat(name), "1"], capture_output=True,
+                                 text=True, timeout=10)
+            assert out.stdout.strip() == "OK", (name, out)
+        plain = subprocess.run([cli, "-p", str(port), "GET", "risk:kill"], capture_output=True, text=True, timeout=10)
+        assert "NOAUTH" in plain.stdout + plain.stderr                # the default user is off
+        op = subprocess.run([cli, "-p", str(port), "--user", "operator", "SET", "risk:kill", "manual"], capture_output=True,
+                            text=True, timeout=10, env={"REDISCLI_AUTH": passwords[acl.password_var("operator")]})
+        assert op.stdout.strip() == "OK", op
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_compose_publishes_ports_on_loopback_only() -> None:
@@ -150,6 +219,7 @@ def test_redis_conf_turns_aof_on_in_a_real_redis_server(tmp_path: Path) -> None:
         assert get("appendonly") == "yes"
         assert get("appendfsync") == "everysec"
         assert get("maxmemory-policy") == "noeviction"
+        assert get("acl-pubsub-default") == "resetchannels"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -191,7 +261,7 @@ def test_railway_root_is_the_all_in_one_bot() -> None:
 # --- entry points and image -------------------------------------------------------------------------
 def _referenced_modules() -> set[str]:
     mods = {_module(_argv(s["command"])) for s in _compose()["services"].values()
-            if "command" in s and _argv(s["command"])[0] == "python"}
+            if "command" in s and _argv(s["command"])[:2] == ["python", "-m"]}
     for path in ["railway.json", *(f"services/{n}/railway.json" for n in (*SERVICES, "venue"))]:
         mods.add(_module(_argv(_railway(path)["deploy"]["startCommand"])))
     cmd = re.search(r'^CMD \[(.*)\]$', (REPO / "Dockerfile").read_text(), re.M)
@@ -208,6 +278,14 @@ def test_every_referenced_entry_point_exists() -> None:
         assert (path / "__main__.py").is_file() or path.with_suffix(".py").is_file(), f"{mod} has no entry point"
 
 
+def test_every_referenced_script_exists() -> None:
+    scripts = [_argv(s["command"])[1] for s in _compose()["services"].values()
+               if "command" in s and _argv(s["command"])[0] == "python" and _argv(s["command"])[1] != "-m"]
+    assert scripts == ["scripts/redis_acl.py"]
+    for path in scripts:
+        assert (REPO / path).is_file(), path
+
+
 def test_dockerfile_one_slim_image_non_root_project_installed() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
@@ -219,4 +297,10 @@ def test_dockerfile_one_slim_image_non_root_project_installed() -> None:
 
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
     lines = {ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")}
-    assert {".env", ".env.*", ".venv", ".git", "var/"} <= lines
+    assert {".env", ".env.*", ".venv", ".git", "var/"} <= lines   # .env.* covers .env.redis and .env.redis.<service>
+
+
+def test_redis_password_files_are_git_ignored() -> None:
+    names = [".env.redis", *(f".env.redis.{s}" for s in SERVICES), ".env.local"]
+    done = subprocess.run(["git", "check-ignore", *names], cwd=REPO, capture_output=True, text=True, timeout=10)
+    assert done.stdout.split() == names
