@@ -28,6 +28,7 @@ from core.localenv import ensure_local_env, read_env_file
 from shared import acl
 from shared.cli import Parser, fail
 from shared.config import REPO_ROOT, ConfigError, load_settings
+from shared.ports import bind_error, bind_problem, env_port
 
 SERVICES = ("gateway", "guard", "feed", "hedger", "maker")  # start order; stop order is the reverse
 STOP_ORDER = (("maker", "hedger"), ("feed", "guard"), ("gateway",), ("venue",), ("redis",))
@@ -67,10 +68,16 @@ class Child:
     stopping: bool = False
 
 
+class AggregatePortError(Exception):
+    """The aggregate /health port cannot be listened on (the message is the one line to print)."""
+
+
 class Supervisor:
-    def __init__(self, children: list[Child], aggregate_port: int, max_restarts: int = MAX_RESTARTS) -> None:
+    def __init__(self, children: list[Child], aggregate_port: int, max_restarts: int = MAX_RESTARTS,
+                 port_source: str = f"the aggregate port {AGGREGATE_PORT}") -> None:
         self.children = {c.name: c for c in children}
         self.aggregate_port = aggregate_port
+        self.port_source = port_source
         self.max_restarts = max_restarts
         self.stop = asyncio.Event()
         self.failed = False
@@ -189,14 +196,23 @@ class Supervisor:
         app.router.add_get("/health", handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, os.environ.get("HEALTH_HOST", "127.0.0.1"), self.aggregate_port).start()
+        host = os.environ.get("HEALTH_HOST", "127.0.0.1")
+        try:
+            await web.TCPSite(runner, host, self.aggregate_port).start()
+        except OSError as e:
+            await runner.cleanup()
+            raise AggregatePortError(bind_error(e, host, self.aggregate_port, self.port_source)) from None
         return runner
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
-        runner = await self.serve_health()
+        try:   # before any child: a busy aggregate port starts nothing
+            runner = await self.serve_health()
+        except AggregatePortError as e:
+            sys.stderr.write(f"python -m core.main: error: {e}\n")
+            return 2
         try:
             for name in ("redis", "venue", *SERVICES):
                 c = self.children.get(name)
@@ -284,27 +300,61 @@ def _count(text: str) -> int:
     return n
 
 
+def _aggregate_port(p: Parser, offset: int) -> tuple[int, str]:
+    """The aggregate /health port ($PORT or 8000, + --port-offset) and what set it; checked free
+    before anything else is done (one line, exit 2, when it is not)."""
+    try:
+        base = env_port(os.environ)
+    except ValueError as e:
+        fail(p.prog, str(e))
+    source = "$PORT" if base is not None else f"the aggregate port {AGGREGATE_PORT}"
+    port = (AGGREGATE_PORT if base is None else base) + offset
+    if offset:
+        source += f" + --port-offset {offset}"
+    if port > 65535:
+        fail(p.prog, f"aggregate port {port} ({source}) is beyond 65535")
+    problem = bind_problem(os.environ.get("HEALTH_HOST", "127.0.0.1"), port, source, "$HEALTH_HOST")
+    if problem:
+        fail(p.prog, problem)
+    return port, source
+
+
+def _check_offset(p: Parser, settings: object, offset: int, aggregate_port: int) -> None:
+    """Every port the children get (ports.* and redis, + --port-offset) in range and apart from the aggregate one."""
+    ports = {f"ports.{k}": v for k, v in settings.ports.model_dump().items()}  # type: ignore[attr-defined]
+    for key, port in {**ports, "the redis port": REDIS_PORT}.items():
+        if port + offset > 65535:
+            fail(p.prog, f"--port-offset {offset}: {key} {port} + {offset} is beyond 65535")
+        if port + offset == aggregate_port:
+            fail(p.prog, f"the aggregate port {aggregate_port} is also {key}" + (f" + --port-offset {offset}" if offset else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    p = Parser(prog="python -m core.main", description=__doc__.splitlines()[0])
+    # no abbreviations: "--port 9000" must not be taken for --port-offset 9000
+    p = Parser(prog="python -m core.main", description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--config", help="config file (default config.yaml)")
     p.add_argument("--no-venue", action="store_true", help="do not start the local venue (use $LIGHTER_BASE_URL)")
     p.add_argument("--no-redis", action="store_true", help="do not start redis-server (use $REDIS_URL)")
-    p.add_argument("--seed", type=int, help="local venue RNG seed (default venue.seed)")
+    p.add_argument("--seed", type=_count, help="local venue RNG seed, >= 0 (default venue.seed)")
     p.add_argument("--model", help="local venue market model (default venue.model)")
     p.add_argument("--venue-admin", action="store_true", help="enable the local venue's /admin API (loopback only)")
-    p.add_argument("--port-offset", type=int, default=0, help="add N to every port (run a second copy side by side)")
+    p.add_argument("--port-offset", type=_count, default=0, metavar="N",
+                   help="add N >= 0 to every port (run a second copy side by side); every port must stay <= 65535")
     p.add_argument("--env-file", default=str(REPO_ROOT / ".env.local"), help="local credentials file (default .env.local)")
     p.add_argument("--max-restarts", type=_count, default=MAX_RESTARTS, metavar="N",
                    help=f"stop everything when one child restarts more than N times in {RESTART_WINDOW_S} s "
                         f"(default {MAX_RESTARTS}; chaos runs pass a large value)")
     a = p.parse_args(argv)
+    aggregate_port, port_source = _aggregate_port(p, a.port_offset)
     env = dict(os.environ)
     if not a.no_venue:
         try:
-            venue_port = load_settings(a.config, env={}).ports.venue
+            first = load_settings(a.config, env={})
         except ConfigError as e:
             sys.stderr.write(f"{p.prog}: config error: {e}\n")
             raise SystemExit(2) from None
+        _check_offset(p, first, a.port_offset, aggregate_port)
+        venue_port = first.ports.venue
         base = f"http://127.0.0.1:{venue_port + a.port_offset}"
         local = ensure_local_env(Path(a.env_file), base)
         env.update(local)
@@ -325,8 +375,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as e:
         sys.stderr.write(f"{p.prog}: config error: {e}\n")
         raise SystemExit(2) from None
-    sup = Supervisor(build_children(a, env), int(os.environ.get("PORT") or AGGREGATE_PORT) + a.port_offset,
-                     a.max_restarts)
+    _check_offset(p, a.settings, a.port_offset, aggregate_port)
+    sup = Supervisor(build_children(a, env), aggregate_port, a.max_restarts, port_source)
     raise SystemExit(asyncio.run(sup.run()))
 
 

@@ -5,6 +5,8 @@ import argparse
 import sys
 from typing import NoReturn
 
+from shared.ports import parse_port
+
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports an error in one line (no usage dump) and exits 2."""
@@ -23,7 +25,7 @@ def service_parser(name: str, description: str) -> Parser:
     p = Parser(prog=f"python -m services.{name}", description=description)
     p.add_argument("--config", help="config file (default: config.yaml, or $LIGHTER_BOT_CONFIG)")
     p.add_argument("--profile", help="market profile (default: the config's 'profile', or $LIGHTER_PROFILE)")
-    p.add_argument("--port", type=int, help="health/metrics port (default: ports.<service>, or $PORT)")
+    p.add_argument("--port", type=parse_port, help="health/metrics port 1..65535 (default: $PORT, or ports.<service>)")
     p.add_argument("--host", default=None, help="health/metrics bind address (default 0.0.0.0, or $HEALTH_HOST)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p

@@ -21,53 +21,83 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 
 
+# Upper bounds for amounts where any cap is only a guard against a typo (units, USDC).
+BIG = 1_000_000_000
+BPS = 10_000          # 100 %
+DAY_S = 86_400
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).splitlines())
+
+
 class ConfigError(Exception):
-    """One clear configuration problem: ``file: key: problem``."""
+    """One clear configuration problem: ``file: key: problem`` (always one line)."""
 
     def __init__(self, file: str, key: str, problem: str) -> None:
-        self.file, self.key, self.problem = file, key, problem
-        super().__init__(f"{file}: {key}: {problem}")
+        self.file, self.key, self.problem = _one_line(file), _one_line(key), _one_line(problem)
+        super().__init__(f"{self.file}: {self.key}: {self.problem}")
 
 
 class Section(BaseModel):
+    """Every numeric key of a section has bounds (``Field(gt=/ge=/le=)``); cross-field checks are
+    ``_name`` model validators raising ``ValueError("key: problem")`` so ``load_settings`` names the key."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """YAML ``true``/``false`` where a number belongs is a mistake, not 1/0 (pydantic's lax mode would take it)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                f = cls.model_fields.get(name) if isinstance(name, str) else None
+                if isinstance(value, bool) and f is not None and f.annotation in (int, Decimal):
+                    raise ValueError(f"{name}: must be a number, not {str(value).lower()}")
+        return data
 
 
 class VolatilityConfig(Section):
     """Pause quoting when short-horizon volatility spikes; resume below a lower threshold (hysteresis)."""
 
     enabled: bool = True
-    ema_halflife_s: Decimal = Decimal("30")
-    pause_bps: Decimal = Decimal("30")
-    resume_bps: Decimal = Decimal("18")
-    inventory_ratio: Decimal = Decimal("0.25")  # while paused, keep quoting the side that reduces |position| above this share of the limit
-    spread_multiplier: Decimal = Decimal("1.0")  # extra half-spread per bps of volatility (0 = off)
+    ema_halflife_s: Decimal = Field(Decimal("30"), gt=0, le=DAY_S)
+    pause_bps: Decimal = Field(Decimal("30"), gt=0, le=BPS)
+    resume_bps: Decimal = Field(Decimal("18"), ge=0, le=BPS)    # below pause_bps (hysteresis)
+    inventory_ratio: Decimal = Field(Decimal("0.25"), ge=0, le=1)  # while paused, keep quoting the side that reduces |position| above this share of the limit
+    spread_multiplier: Decimal = Field(Decimal("1.0"), ge=0, le=100)  # extra half-spread per bps of volatility (0 = off)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "VolatilityConfig":
+        if self.resume_bps >= self.pause_bps:
+            raise ValueError(f"resume_bps: {self.resume_bps} must be below pause_bps ({self.pause_bps})")
+        return self
 
 
 class TrendConfig(Section):
     """When the tape trends, widen spreads and quote only the side that does not fight the move."""
 
     enabled: bool = True
-    lookback_s: Decimal = Decimal("45")
-    trigger_bps: Decimal = Decimal("12")
-    widen_factor: Decimal = Decimal("1.5")
+    lookback_s: Decimal = Field(Decimal("45"), gt=0, le=DAY_S)
+    trigger_bps: Decimal = Field(Decimal("12"), gt=0, le=BPS)
+    widen_factor: Decimal = Field(Decimal("1.5"), ge=1, le=100)   # multiplies the half-spread: < 1 would narrow it
     one_sided: bool = True
 
 
 class MakerConfig(Section):
     degraded_after_s: Decimal = Field(Decimal("30"), gt=0, le=3600)  # every quote refused this long, none resting: degraded
-    size: Decimal = Decimal("0.064")
-    size_min: Decimal = Decimal("0.061")
-    size_max: Decimal = Decimal("0.072")
-    price_scale: int = 1000
-    size_scale: int = 1000
-    exchange_min_notional: Decimal = Decimal("10.5")
-    spread_bps: Decimal = Decimal("10")          # half-spread around mid
-    requote_bps: Decimal = Decimal("3")          # move a quote only when the target moved this much
-    min_requote_interval_s: Decimal = Decimal("1.0")
+    size: Decimal = Field(Decimal("0.064"), gt=0, le=BIG)
+    size_min: Decimal = Field(Decimal("0.061"), gt=0, le=BIG)
+    size_max: Decimal = Field(Decimal("0.072"), gt=0, le=BIG)
+    price_scale: int = Field(1000, ge=1, le=10**18)   # = 10^market.price_decimals
+    size_scale: int = Field(1000, ge=1, le=10**18)    # = 10^market.size_decimals
+    exchange_min_notional: Decimal = Field(Decimal("10.5"), ge=0, le=BIG)
+    spread_bps: Decimal = Field(Decimal("10"), gt=0, le=BPS)          # half-spread around mid
+    requote_bps: Decimal = Field(Decimal("3"), gt=0, le=BPS)          # move a quote only when the target moved this much
+    min_requote_interval_s: Decimal = Field(Decimal("1.0"), gt=0, le=3600)
     modify_requotes: bool = True                 # move a live quote with ModifyOrder (one tx) instead of cancel + place
-    quote_ttl_ms: int = 5_000                    # intents older than this are stale at the gateway
-    max_book_age_s: Decimal = Decimal("5")       # pull quotes when the book is older than this
+    quote_ttl_ms: int = Field(5_000, ge=100, le=600_000)   # intents older than this are stale at the gateway
+    max_book_age_s: Decimal = Field(Decimal("5"), gt=0, le=3600)   # pull quotes when the book is older than this
     dry_run: bool = False
     volatility: VolatilityConfig = VolatilityConfig()
     trend: TrendConfig = TrendConfig()
@@ -81,15 +111,15 @@ class MakerConfig(Section):
 
 class HedgerConfig(Section):
     dry_run: bool = False
-    target_units: Decimal = Decimal("0")
-    trigger_units: Decimal = Decimal("0.07")
-    max_clip_units: Decimal = Decimal("0.04")
-    price_offset_bps: Decimal = Decimal("6")
-    max_slippage_bps: Decimal = Decimal("25")
+    target_units: Decimal = Field(Decimal("0"), ge=-BIG, le=BIG)   # signed: a short target is negative
+    trigger_units: Decimal = Field(Decimal("0.07"), ge=0, le=BIG)
+    max_clip_units: Decimal = Field(Decimal("0.04"), gt=0, le=BIG)
+    price_offset_bps: Decimal = Field(Decimal("6"), ge=0, le=BPS)
+    max_slippage_bps: Decimal = Field(Decimal("25"), gt=0, le=BPS)   # 0 would price an IOC at mid: it never crosses
     prefer_passive: bool = True
-    passive_wait_s: Decimal = Decimal("1.5")
-    passive_offset_bps: Decimal = Decimal("2")
-    min_interval_s: Decimal = Decimal("1.0")
+    passive_wait_s: Decimal = Field(Decimal("1.5"), gt=0, le=3600)
+    passive_offset_bps: Decimal = Field(Decimal("2"), ge=0, le=BPS)
+    min_interval_s: Decimal = Field(Decimal("1.0"), gt=0, le=3600)
 
 
 Action = Literal["REDUCING", "HALTED"]
@@ -205,23 +235,35 @@ class GuardConfig(Section):
 class MarketConfig(Section):
     """The active market; services check it against the venue's ``orderBooks`` at start."""
 
-    market_id: int = 2
-    symbol: str = "SOL"
-    price_decimals: int = 3
-    size_decimals: int = 3
-    min_base_amount: Decimal = Decimal("0.050")
-    min_quote_amount: Decimal = Decimal("10")
+    market_id: int = Field(2, ge=0, le=65_535)
+    symbol: str = Field("SOL", min_length=1)
+    price_decimals: int = Field(3, ge=0, le=18)
+    size_decimals: int = Field(3, ge=0, le=18)
+    min_base_amount: Decimal = Field(Decimal("0.050"), gt=0, le=BIG)
+    min_quote_amount: Decimal = Field(Decimal("10"), gt=0, le=BIG)
+
+    @model_validator(mode="after")
+    def _not_nil(self) -> "MarketConfig":
+        if self.market_id == 255:
+            raise ValueError("market_id: 255 is Lighter's 'every market' index, not a market")
+        return self
 
 
 class FeedConfig(Section):
     book_depth: int = Field(20, ge=1, le=250)
-    reconnect_min_s: Decimal = Decimal("0.2")
-    reconnect_max_s: Decimal = Decimal("5")
+    reconnect_min_s: Decimal = Field(Decimal("0.2"), gt=0, le=600)
+    reconnect_max_s: Decimal = Field(Decimal("5"), gt=0, le=3600)
     auth_token_ttl_s: int = Field(3600, ge=60, le=8 * 3600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "FeedConfig":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s: {self.reconnect_min_s} must not exceed reconnect_max_s ({self.reconnect_max_s})")
+        return self
 
 
 class GatewayConfig(Section):
-    chain_id: int = 304
+    chain_id: int = Field(304, ge=1, le=2**31 - 1)
     order_expiry_s: int = Field(300, ge=300, le=30 * 86400)   # GTT expiry on our quotes (Lighter's minimum, 5 min)
     cancel_on_start: bool = False     # blanket cancel-all at start instead of reconciling with the venue
     reconcile_s: Decimal = Field(Decimal("30"), gt=0, le=3600)   # periodic REST reconcile
@@ -234,24 +276,36 @@ class GatewayConfig(Section):
     @model_validator(mode="after")
     def _dead_man_window(self) -> "GatewayConfig":
         if 0 < self.dead_man_s < 305:
-            raise ValueError("dead_man_s must be 0 (off) or >= 305: Lighter refuses a scheduled cancel-all under 5 min ahead")
+            raise ValueError("dead_man_s: must be 0 (off) or >= 305 (Lighter refuses a scheduled cancel-all under 5 min ahead)")
         return self
 
 
 class PortsConfig(Section):
-    feed: int = 8081
-    maker: int = 8082
-    hedger: int = 8083
-    guard: int = 8084
-    gateway: int = 8085
-    venue: int = 8700
+    """Health/metrics port of each service (and the local venue's): 1..65535, all different."""
+
+    feed: int = Field(8081, ge=1, le=65_535)
+    maker: int = Field(8082, ge=1, le=65_535)
+    hedger: int = Field(8083, ge=1, le=65_535)
+    guard: int = Field(8084, ge=1, le=65_535)
+    gateway: int = Field(8085, ge=1, le=65_535)
+    venue: int = Field(8700, ge=1, le=65_535)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "PortsConfig":
+        seen: dict[int, str] = {}
+        for name in type(self).model_fields:
+            port = getattr(self, name)
+            if port in seen:
+                raise ValueError(f"{name}: {port} is also ports.{seen[port]}; every port must be different")
+            seen[port] = name
+        return self
 
 
 class VenueConfig(Section):
     """The embedded local venue used by ``make run`` and the tests."""
 
-    seed: int = 1
-    model: str = "calm"
+    seed: int = Field(1, ge=0, le=2**63 - 1)
+    model: str = Field("calm", min_length=1)
     tier: Literal["standard", "premium"] = "premium"
 
 
@@ -262,8 +316,8 @@ class Secrets(BaseModel):
     redis_url: str = "redis://127.0.0.1:6399/0"
     base_url: str = "http://127.0.0.1:8700"
     ws_url: str = ""
-    account_index: int | None = None
-    api_key_index: int | None = None
+    account_index: int | None = Field(None, ge=0, le=2**63 - 1)
+    api_key_index: int | None = Field(None, ge=0, le=254)   # 255 is Lighter's "no key"
     api_private_key: SecretStr | None = None
     extra_api_keys: SecretStr | None = None    # nonce lanes: "index:key,index:key"
     ws_auth_token: SecretStr | None = None
@@ -358,6 +412,12 @@ def _env_int(env: dict[str, str], name: str) -> int | None:
         raise ConfigError("environment", name, f"must be an integer, got {raw!r}") from None
 
 
+ENV_NAMES = {"redis_url": "REDIS_URL", "base_url": "LIGHTER_BASE_URL", "ws_url": "LIGHTER_WS_URL",
+             "account_index": "LIGHTER_ACCOUNT_INDEX", "api_key_index": "LIGHTER_API_KEY_INDEX",
+             "api_private_key": "LIGHTER_API_PRIVATE_KEY", "ws_auth_token": "WS_AUTH_TOKEN",
+             "api_bearer": "LIGHTER_API_BEARER", "extra_api_keys": "LIGHTER_EXTRA_API_KEYS"}
+
+
 def secrets_from_env(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "redis_url": env.get("REDIS_URL", "redis://127.0.0.1:6399/0"),
@@ -403,9 +463,13 @@ def load_settings(config_path: str | Path | None = None, profile_path: str | Pat
             loc = (*loc, *sub.split("."))
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] != "value_error" and loc and loc[0] != "env" and isinstance(err.get("input"), (int, float, str)):
+            shown = repr(err["input"])
+            msg = f"{msg}, got {shown if len(shown) <= 40 else shown[:37] + '...'}"
         key = ".".join(str(p) for p in loc) or "-"
         if loc and loc[0] == "env":
             file = "environment"
+            key = ENV_NAMES.get(str(loc[1]), key) if len(loc) > 1 else key
         elif loc and _has_key(prof, loc):
             file = str(prof_path)
         else:

@@ -34,7 +34,12 @@ def make_app(health: HealthFn, ready: ReadyFn) -> web.Application:
 
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Listen on ``host:port``; an OSError (port in use, no permission) is raised with nothing left running."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner

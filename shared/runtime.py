@@ -25,9 +25,10 @@ from redis.retry import Retry
 
 from shared import keys, logs
 from shared.bus import Bus
-from shared.cli import service_parser
+from shared.cli import fail, service_parser
 from shared.config import ConfigError, Settings, load_settings
 from shared.health import make_app, start_site
+from shared.ports import bind_error, bind_problem, env_port
 
 log = logging.getLogger("runtime")
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -108,7 +109,7 @@ async def _heartbeat(rt: Runtime) -> None:
     await rt.loop(beat, idle_s=1.0)
 
 
-async def _amain(service: Service, settings: Settings, host: str, port: int) -> int:
+async def _amain(service: Service, settings: Settings, host: str, port: int, port_source: str = "--port") -> int:
     rt = Runtime(service.name, settings, connect_redis(settings.env.redis_url))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -119,7 +120,12 @@ async def _amain(service: Service, settings: Settings, host: str, port: int) -> 
         return ok and rt.redis_ok, {"service": service.name, "redis": rt.redis_ok,
                                     "uptime_s": round(time.time() - rt.started_at, 1), **detail}
 
-    runner = await start_site(make_app(health, lambda: rt.redis_ok and service.ready()), host, port)
+    try:   # before Redis or any work: taken since run_service's check = the same one-line error
+        runner = await start_site(make_app(health, lambda: rt.redis_ok and service.ready()), host, port)
+    except OSError as e:
+        await rt.redis.aclose()
+        sys.stderr.write(f"python -m services.{service.name}: error: {bind_error(e, host, port, port_source)}\n")
+        return 2
     log.info("%s listening on %s:%d (health/metrics)", service.name, host, port)
     code = 0
     try:
@@ -164,10 +170,21 @@ def load_or_exit(prog: str, config: str | None, profile: str | None) -> Settings
 def run_service(name: str, factory: Callable[[Settings], Service], description: str,
                 argv: Sequence[str] | None = None) -> None:
     """Entry point used by every ``services/<name>/__main__.py``."""
+    prog = f"python -m services.{name}"
     args = service_parser(name, description).parse_args(argv)
-    settings = load_or_exit(f"python -m services.{name}", args.config, args.profile)
-    port = args.port or int(os.environ.get("PORT") or getattr(settings.ports, name))
-    host = args.host or os.environ.get("HEALTH_HOST", "0.0.0.0")
+    settings = load_or_exit(prog, args.config, args.profile)
+    port, source = args.port, "--port"
+    if port is None:
+        try:
+            port, source = env_port(os.environ), "$PORT"
+        except ValueError as e:
+            fail(prog, str(e))
+    if port is None:
+        port, source = getattr(settings.ports, name), f"ports.{name}"
+    host = args.host or os.environ.get("HEALTH_HOST") or "0.0.0.0"
+    problem = bind_problem(host, port, source, "--host" if args.host else "$HEALTH_HOST")
+    if problem:   # before logging, the service, Redis: a busy port starts nothing
+        fail(prog, problem)
     logs.setup(name, args.log_level)
     for s in (settings.env.api_private_key, settings.env.ws_auth_token, settings.env.api_bearer,
               settings.env.extra_api_keys):
@@ -177,4 +194,4 @@ def run_service(name: str, factory: Callable[[Settings], Service], description: 
             logs.register_secret(part.partition(":")[2].strip() or None)
     BUILD.info({"service": name, "version": "0.1.0"})
     service = factory(settings)
-    raise SystemExit(asyncio.run(_amain(service, settings, host, port)))
+    raise SystemExit(asyncio.run(_amain(service, settings, host, port, source)))
