@@ -181,6 +181,8 @@ class Supervisor:
                             body = None
                         if isinstance(body, dict) and body.get("state"):
                             out[c.name].update(state=body["state"], reason=body.get("reason", ""))
+                        if isinstance(body, dict) and isinstance(body.get("trading"), dict):
+                            out[c.name]["trading"] = body["trading"]
                         ok &= r.status == 200
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     out[c.name] = {"status": "down"}
@@ -190,7 +192,13 @@ class Supervisor:
     async def serve_health(self) -> web.AppRunner:
         async def handler(_: web.Request) -> web.Response:
             ok, detail = await self.health()
-            return web.json_response({"status": "ok" if ok else "unhealthy", "services": detail}, status=200 if ok else 503)
+            # the guard's trading state is the system's (the others follow it); absent guard: unknown = HALTED
+            guard = detail.get("guard")
+            trading = (guard.get("trading") if isinstance(guard, dict) else None) or {"state": "HALTED",
+                                                                                     "reason": "guard not answering"}
+            status = "unhealthy" if not ok else ("ok" if trading.get("state") == "ACTIVE" else str(trading.get("state")).lower())
+            return web.json_response({"status": status, "trading": trading, "services": detail},
+                                     status=200 if ok else 503)
 
         app = web.Application()
         app.router.add_get("/health", handler)

@@ -163,10 +163,11 @@ class StaleFeedTrigger(TriggerConfig):
 
 
 class IdleAccountTrigger(TriggerConfig):
-    """Nothing on our account stream for ``after_s`` (the gateway's reconcile alone writes every 30 s):
-    fills may be going unseen."""
+    """The venue acked one of our orders ``after_s`` ago and nothing has come on our account stream
+    since (no order update, fill, position or reconcile): the account channel has gone silent while
+    the venue acts on our orders, so fills may be going unseen. Silence with nothing happening is fine."""
 
-    after_s: Decimal = Field(Decimal("90"), gt=0, le=86400)
+    after_s: Decimal = Field(Decimal("10"), gt=0, le=86400)
     resume_after_s: Decimal = Field(Decimal("0"), ge=0, le=86400)
 
 

@@ -272,6 +272,9 @@ class QuotingShell:
 
     def _watch_starvation(self, msg: Msg, now_ms: int) -> None:
         """Refusals of our own places, against anything of ours resting or accepted."""
+        if self.risk is None or self.risk.current is None or self.risk.current.state != "ACTIVE":
+            self.starved.trading()   # refusals while reducing or halted are the design, not starvation
+            return
         if isinstance(msg, OrderEvent) and msg.source == self.name and msg.action == "place":
             if msg.kind in ("veto", "reject", "killed", "stale", "not_sent"):
                 self.starved.refused(now_ms, f"{msg.kind}: {msg.message}")

@@ -35,6 +35,19 @@ def from_key(value: str | None, last: RiskState | None, now_ms: int) -> RiskStat
     return RiskState(state=value, reason="risk:state", ts_ms=now_ms)  # type: ignore[arg-type]
 
 
+def trading_view(state: object, newest: list | None, now_ms: int) -> dict[str, str]:
+    """``{state, reason}`` for ``/health`` from a ``GET risk:state`` and an ``XREVRANGE risk:events COUNT 1``."""
+    last: RiskState | None = None
+    if newest:
+        try:
+            msg = decode(newest[0][1])
+            last = msg if isinstance(msg, RiskState) else None
+        except DecodeError:
+            last = None
+    st = from_key(_s(state), last, now_ms)
+    return {"state": st.state, "reason": st.reason}
+
+
 class RiskFollower:
     """Yields a ``RiskState`` whenever the trading state (or its reason) changes."""
 

@@ -29,6 +29,7 @@ from shared.cli import fail, service_parser
 from shared.config import ConfigError, Settings, load_settings
 from shared.health import make_app, start_site
 from shared.ports import bind_error, bind_problem, env_port
+from shared.risk_watch import trading_view
 
 log = logging.getLogger("runtime")
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -57,6 +58,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.redis_ok = False
         self.started_at = time.time()
+        self.trading: dict[str, str] = {"state": "HALTED", "reason": "trading state not read yet"}
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; return False when stopping."""
@@ -104,8 +106,14 @@ async def _wait_redis(rt: Runtime) -> bool:
 
 
 async def _heartbeat(rt: Runtime) -> None:
+    """Beat every second; in the same round trip read the trading state, so every ``/health`` shows it."""
     async def beat() -> None:
-        await rt.redis.set(keys.heartbeat(rt.name), str(int(time.time() * 1000)), px=keys.HEARTBEAT_TTL_MS)
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.set(keys.heartbeat(rt.name), str(int(time.time() * 1000)), px=keys.HEARTBEAT_TTL_MS)
+        pipe.get(keys.RISK_STATE)
+        pipe.xrevrange(keys.RISK_EVENTS, count=1)
+        _, state, last = await pipe.execute()
+        rt.trading = trading_view(state, last, int(time.time() * 1000))
     await rt.loop(beat, idle_s=1.0)
 
 
@@ -117,6 +125,7 @@ async def _amain(service: Service, settings: Settings, host: str, port: int, por
 
     def health() -> tuple[bool, dict[str, Any]]:
         ok, detail = service.health(time.time())
+        detail.setdefault("trading", rt.trading)   # services that do not follow the state (the feed) still show it
         return ok and rt.redis_ok, {"service": service.name, "redis": rt.redis_ok,
                                     "uptime_s": round(time.time() - rt.started_at, 1), **detail}
 

@@ -23,8 +23,8 @@ from shared.cli import fail
 from shared.config import Settings
 from shared.degraded import DegradedWatch
 from shared.runtime import REDIS_ERRORS, Runtime
-from shared.schemas import (AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile,
-                            encode)
+from shared.schemas import (AccountGap, BookTop, DecodeError, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position,
+                            Reconcile, RiskState, decode, encode)
 from shared.starvation import Starvation
 
 from services.guard.core import (
@@ -38,6 +38,7 @@ from services.guard.core import (
     KillState,
     PublishState,
     Recovered,
+    Restored,
     Veto,
 )
 from services.guard.recovery import id_key, recover
@@ -79,6 +80,7 @@ class GuardService:
         self._inbox: list[Entry] = []                     # read, not yet fully handled (acked)
         self._decided: dict[str, tuple[str, Msg]] = {}   # entry id -> verdict to publish: judged once, resent unchanged
         self._state_todo: list[PublishState] = []       # state changes not yet written (Redis error): retried first
+        self._state_lock = asyncio.Lock()               # two loops may publish: one writer at a time, in order
         self._kill_read_at = 0.0
         self._last_ids: dict[str, tuple[int, int]] = {}
         self._started = False
@@ -101,6 +103,14 @@ class GuardService:
             self.core.handle(ev, at_ms)  # history: its commands were carried out back then
         self._last_ids = dict(rec.last_ids)
         now = clock.now_ms()
+        last = await rt.redis.xrevrange(keys.RISK_EVENTS, count=1)
+        if last:
+            try:
+                prev = decode(last[0][1])
+            except DecodeError:
+                prev = None
+            if isinstance(prev, RiskState) and prev.triggers:
+                self.core.handle(Restored(dict(prev.triggers)), now)   # latched triggers survive a restart
         await self._read_flags(rt)   # the operator's switches count from the first state on
         await self._execute(rt, self.core.handle(Recovered(rec.known_verdicts), now))
         self._position_gauge.set(self.core.position)
@@ -227,7 +237,9 @@ class GuardService:
                 trace = {**it.trace, "guard": clock.now_ns()}
                 return keys.ORDERS_APPROVED, it.model_copy(update={"trace": trace})
             if isinstance(c, Veto):
-                if not self.core.ledger.open_orders():
+                if self.core.state != "ACTIVE":
+                    self.starved.trading()   # vetoes while reducing or halted are the design, not starvation
+                elif not self.core.ledger.open_orders():
                     self.starved.refused(now, c.message)
                 VERDICTS.labels("vetoed", c.reason).inc()
                 log.log(logging.DEBUG if c.reason == "halted" else logging.INFO, "vetoed %s %s %s: %s",
@@ -356,13 +368,14 @@ class GuardService:
 
     async def _write_states(self, rt: Runtime) -> None:
         """``SET risk:state`` and ``XADD risk:events`` in one transaction, oldest change first."""
-        while self._state_todo:
-            st = self._state_todo[0].state
-            pipe = rt.redis.pipeline(transaction=True)
-            pipe.set(keys.RISK_STATE, st.state)
-            pipe.xadd(keys.RISK_EVENTS, encode(st), maxlen=keys.RISK_EVENTS_MAXLEN, approximate=True)
-            await pipe.execute()
-            self._state_todo.pop(0)
+        async with self._state_lock:
+            while self._state_todo:
+                st = self._state_todo[0].state
+                pipe = rt.redis.pipeline(transaction=True)
+                pipe.set(keys.RISK_STATE, st.state)
+                pipe.xadd(keys.RISK_EVENTS, encode(st), maxlen=keys.RISK_EVENTS_MAXLEN, approximate=True)
+                await pipe.execute()
+                self._state_todo.pop(0)
 
 
 def _text(raw: object) -> str | None:

@@ -55,7 +55,7 @@ from services.guard.triggers import MANUAL, Trigger, Triggers
 
 __all__ = [
     "Approve", "ClearResume", "Command", "Duplicate", "GuardCore", "GuardLimits", "Heartbeats", "KillState",
-    "OwnOrder", "PublishState", "Recovered", "Replayed", "Veto", "self_trade_conflict", "would_self_trade",
+    "OwnOrder", "PublishState", "Recovered", "Replayed", "Restored", "Veto", "self_trade_conflict", "would_self_trade",
 ]
 
 KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
@@ -81,6 +81,14 @@ class Heartbeats:
 
 
 @dataclass(frozen=True, slots=True)
+class Restored:
+    """The active triggers of the last state this guard (or its predecessor) published: latched ones
+    (``auto_resume: false``) stay tripped across a restart until the operator resumes."""
+
+    triggers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Replayed:
     """An intent this guard approved before a restart (from ``orders:approved``): counts as in flight."""
 
@@ -94,7 +102,7 @@ class Recovered:
     known_verdicts: frozenset[str] = frozenset()
 
 
-Event = Msg | KillState | Heartbeats | Replayed | Recovered
+Event = Msg | KillState | Heartbeats | Restored | Replayed | Recovered
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -192,6 +200,7 @@ class GuardCore:
     book_venue_ms: int | None = None        # the venue time of that book
     last_account_ms: int | None = None
     last_fill_ms: int | None = None
+    unseen_ack_ms: int | None = None        # the oldest venue ack of one of our orders the account stream has not echoed
     triggers: Triggers = field(default_factory=Triggers)
     state: TradingState = "HALTED"          # until start-up is done, and whenever in doubt
     reason: str = "starting"
@@ -236,6 +245,7 @@ class GuardCore:
             if getattr(event, "market_id", self.spec.market_id) not in (self.spec.market_id, -1):
                 return []
             self.last_account_ms = now_ms
+            self.unseen_ack_ms = None
             if isinstance(event, Fill):
                 if not self.ledger.on_fill(event, now_ms):
                     return []
@@ -251,19 +261,27 @@ class GuardCore:
         if isinstance(event, OrderEvent):
             if event.kind == "reject":
                 self.rejects.append(now_ms)
+            if (event.kind == "ack" and event.action in ("place", "modify", "cancel") and event.client_order_index
+                    and self.unseen_ack_ms is None):
+                self.unseen_ack_ms = now_ms   # the venue acted on an order: its account channel must say so
             if event.kind != "veto":   # our own vetoes were applied when made
                 self.ledger.on_event(event, now_ms)
             return self._evaluate(now_ms)
         if isinstance(event, Replayed):
             self._track(event.intent, now_ms)
             return []
+        if isinstance(event, Restored):
+            for name, reason in event.triggers.items():
+                t = self.triggers.items.get(name)
+                if t is not None and t.enabled and not t.auto_resume and name not in MANUAL:
+                    t.reason, t.clear_since_ms = reason, None
+            return []
         if isinstance(event, Recovered):
             self.known_verdicts = set(event.known_verdicts)
             self.known_until_ms = now_ms + KNOWN_VERDICTS_KEEP_MS
             self.started_ms = now_ms
             self.rejects.clear()   # history: a storm that ended before the restart does not halt now
-            if self.last_account_ms is None or self.last_account_ms < now_ms:
-                self.last_account_ms = now_ms   # the idle-account clock starts with this guard
+            self.unseen_ack_ms = None
             self.published = False
             return self._evaluate(now_ms)
         return []
@@ -346,10 +364,12 @@ class GuardCore:
             tr["manual"].observe(ev.reduce, now_ms)
         cmds: list[Command] = []
         if ev.resume:
+            self.peak2 = self.pnl2()   # a resumed drawdown counts from here
+            if self.started_ms is not None:
+                for name, cond in self._conditions(now_ms).items():   # what still holds after the reset
+                    tr[name].observe(cond if self.limits.enabled else None, now_ms)
             for t in tr.values():
                 t.resume()
-            pnl2 = self.pnl2()
-            self.peak2 = pnl2          # a resumed drawdown counts from here
             cmds.append(ClearResume())
         return cmds + self._evaluate(now_ms)
 
@@ -385,9 +405,9 @@ class GuardCore:
         if self.last_book_ms is not None and now_ms - self.last_book_ms > int(t.stale_feed.after_s * 1000):
             out["stale_feed"] = f"no book for {(now_ms - self.last_book_ms) / 1000:.1f}s (max {human_dec(t.stale_feed.after_s)}s)"
         out["idle_account"] = None
-        if self.last_account_ms is not None and now_ms - self.last_account_ms > int(t.idle_account.after_s * 1000):
-            out["idle_account"] = (f"nothing on the account stream for {(now_ms - self.last_account_ms) / 1000:.0f}s "
-                                   f"(max {human_dec(t.idle_account.after_s)}s)")
+        if self.unseen_ack_ms is not None and now_ms - self.unseen_ack_ms > int(t.idle_account.after_s * 1000):
+            out["idle_account"] = (f"the venue acted on our orders {(now_ms - self.unseen_ack_ms) / 1000:.0f}s ago "
+                                   f"and the account stream said nothing (max {human_dec(t.idle_account.after_s)}s)")
         win = int(t.reject_storm.window_s * 1000)
         while self.rejects and self.rejects[0] <= now_ms - win:
             self.rejects.popleft()

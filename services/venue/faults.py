@@ -7,7 +7,7 @@ from typing import Any
 from . import errors as E
 
 KINDS = ("drop_ws", "skip_book_nonce", "freeze_feed", "delay_tx", "reject_tx", "http_status",
-         "drop_reduce_only", "price_jump", "cross_book")
+         "drop_reduce_only", "price_jump", "cross_book", "mute_account")
 
 
 @dataclass(slots=True)
@@ -22,6 +22,7 @@ class Faults:
     http_prefix: str = "/api/v1/sendTx"
     freeze_until_ms: dict[int, int] = field(default_factory=dict)
     skip_nonce: dict[int, int] = field(default_factory=dict)
+    mute_until_ms: dict[int, int] = field(default_factory=dict)   # account -> no account frames before this
 
     def clear(self) -> None:
         self.delay_ms = self.delay_count = self.reject_code = self.reject_count = 0
@@ -30,6 +31,7 @@ class Faults:
         self.http_prefix = "/api/v1/sendTx"
         self.freeze_until_ms.clear()
         self.skip_nonce.clear()
+        self.mute_until_ms.clear()
 
     def take_http(self, path: str) -> int:
         """Status to answer instead of handling `path`, or 0."""
@@ -56,6 +58,15 @@ class Faults:
             return False
         if now_ms >= until:
             del self.freeze_until_ms[market_id]
+            return False
+        return True
+
+    def account_muted(self, account: int, now_ms: int) -> bool:
+        until = self.mute_until_ms.get(account)
+        if until is None:
+            return False
+        if now_ms >= until:
+            del self.mute_until_ms[account]
             return False
         return True
 
@@ -89,6 +100,9 @@ def apply_fault(f: Faults, body: dict[str, Any], now_ms: int) -> dict[str, Any]:
     elif kind == "freeze_feed":
         m = _int(body, "market_id")
         f.freeze_until_ms[m] = now_ms + int(float(body.get("seconds", 5)) * 1000)
+    elif kind == "mute_account":
+        a = _int(body, "account_index")
+        f.mute_until_ms[a] = now_ms + int(float(body.get("seconds", 5)) * 1000)
     elif kind == "delay_tx":
         f.delay_ms, f.delay_count = _int(body, "ms"), _int(body, "count", 1)
     elif kind == "reject_tx":

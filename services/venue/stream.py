@@ -443,7 +443,7 @@ class Hub:
                                            "trades": lst, "liquidation_trades": [], "type": "update/trade"})
         for a in set(acct_orders) | set(acct_trades) | touched:
             acct = v.account(a)
-            if acct is None:
+            if acct is None or faults.account_muted(a, now):   # a zombie subscription: frames lost for good
                 continue
             orders = acct_orders.get(a)
             trades = acct_trades.get(a)

@@ -18,6 +18,7 @@ from services.guard.core import (
     Recovered,
     PublishState,
     Replayed,
+    Restored,
     Veto,
 )
 from shared.config import Settings
@@ -418,8 +419,8 @@ def test_drawdown_from_peak_latches_until_resume() -> None:
     assert states(c.handle(book(80_009, 80_011), NOW + 3)) == []   # -2.999: within 3 USDC
     assert states(c.handle(book(79_989, 79_991), NOW + 4)) == [
         ("REDUCING", "drawdown: down 3.001 USDC from peak PnL (max 3)")]
-    assert states(c.handle(book(109_999, 110_001), NOW + 5)) == []  # back at the peak: latched (auto_resume false)
-    cmds = c.handle(KillState(None, resume=True), NOW + 6)
+    assert states(c.handle(book(79_989, 79_991), NOW + 5)) == []    # still down: latched (auto_resume false)
+    cmds = c.handle(KillState(None, resume=True), NOW + 6)          # the operator resumes: the peak is reset
     assert states(cmds) == [("ACTIVE", "")] and any(type(x).__name__ == "ClearResume" for x in cmds)
 
 
@@ -432,14 +433,20 @@ def test_stale_feed_halts_and_resumes_after_fresh_books() -> None:
     assert states(c.on_timer(NOW + 8_000)) == [("ACTIVE", "")]
 
 
-def test_idle_account_stream_halts() -> None:
+def test_a_silent_account_channel_halts_only_when_the_venue_acted() -> None:
     c = make_core()
-    for t in range(0, 90_001, 1_000):
+    for t in range(0, 120_001, 1_000):   # nothing happening: silence is fine
         c.handle(book(174_999, 175_001), NOW + t)
     assert c.state == "ACTIVE"
-    c.handle(book(174_999, 175_001), NOW + 90_001)
-    assert c.state == "HALTED" and c.reason.startswith("idle_account: nothing on the account stream for 90s")
-    c.handle(position(0), NOW + 90_002)
+    later = NOW + 120_000
+    c.handle(OrderEvent(kind="ack", action="cancel_all", market_id=-1, ts_ms=later), later)   # no order of ours moved
+    c.handle(OrderEvent(kind="ack", action="place", market_id=2, client_order_index=77, ts_ms=later), later)
+    c.handle(OrderEvent(kind="ack", action="place", market_id=2, client_order_index=78, ts_ms=later + 5_000), later + 5_000)
+    c.handle(book(174_999, 175_001), later + 10_000)
+    assert c.state == "ACTIVE"                                            # 10 s since the first ack: at the limit
+    c.handle(book(174_999, 175_001), later + 10_001)
+    assert c.state == "HALTED" and c.reason.startswith("idle_account: the venue acted on our orders 10s ago")
+    c.handle(update(77, 174_000, 64, is_ask=False), later + 10_002)       # the channel speaks again
     assert c.state == "ACTIVE"
 
 
@@ -565,3 +572,14 @@ def test_a_modify_is_vetoed_when_killed_crossing_or_not_live() -> None:
     assert vetoed(c, modify(place(1, 1), 174_000, 50)).startswith("invalid: modify")
     c.handle(KillState("manual"), NOW)
     assert vetoed(c, modify(bid, 173_000, 50)) == "halted: kill: manual"
+
+
+def test_a_latched_trigger_survives_a_restart_until_resumed() -> None:
+    c = GuardCore(SPEC, limits())
+    c.handle(Restored({"drawdown": "down 1 USDC from peak PnL (max 3)", "stale_feed": "no book", "kill": "x"}), NOW)
+    c.handle(KillState(None), NOW)
+    c.handle(position(0), NOW)
+    c.handle(book(174_999, 175_001), NOW)
+    assert states(c.handle(Recovered(), NOW)) == [("REDUCING", "drawdown: down 1 USDC from peak PnL (max 3)")]
+    assert not c.triggers.items["stale_feed"].active and not c.triggers.items["kill"].active   # these re-judge now
+    assert states(c.handle(KillState(None, resume=True), NOW + 1)) == [("ACTIVE", "")]
