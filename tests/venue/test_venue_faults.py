@@ -244,3 +244,27 @@ async def test_cross_book_sends_a_phantom_crossing_bid_in_sequence_then_withdraw
         assert all(Decimal(b["price"]) < Decimal(r["price"]) for b in body["bids"])   # never in the venue's book
     finally:
         await ws.close()
+
+
+async def test_mute_account_drops_the_account_frames_but_rest_tells_the_truth(venue: VenueProc) -> None:
+    k = await venue.account()
+    c = k.client
+    ws = await WS.open(venue.ws_url)
+    try:
+        tok, _ = c.create_auth_token_with_expiry(600, api_key_index=k.key)
+        await ws.sub(f"account_all_orders/{k.account}", auth=tok)
+        await ws.until(of(f"account_all_orders:{k.account}", "subscribed/account_all_orders"))
+        await venue.admin("POST", "/admin/fault", {"kind": "mute_account", "account_index": k.account, "seconds": 1.0})
+        best_bid = await c.get_best_price(0, is_ask=True)
+        await c.create_order(0, 41, 100, best_bid - 300, False, 0, 2)
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.until(of(f"account_all_orders:{k.account}", "update/account_all_orders"), timeout=0.7)
+        tok2, _ = c.create_auth_token_with_expiry(600, api_key_index=k.key)
+        _, body = await venue.get("/api/v1/accountActiveOrders", account_index=k.account, market_id=0, auth=tok2)
+        assert [o["client_order_index"] for o in body["orders"]] == [41]   # the order is there; only the echo was lost
+        await asyncio.sleep(0.4)
+        await c.cancel_order(0, 41)
+        up = await ws.until(of(f"account_all_orders:{k.account}", "update/account_all_orders"), timeout=3)
+        assert up["orders"]["0"][0]["status"] == "canceled"                   # speaking again after the mute
+    finally:
+        await ws.close()
