@@ -50,7 +50,7 @@ from shared.markets import MarketSpec, round_down
 from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps, quote_prices,
                             skew_ticks)
 from shared.rate_budget import RateBudget
-from shared.schemas import BookTop, Msg, RiskState, TradingState
+from shared.schemas import BookTop, Msg, OrderEvent, RiskState, TradingState
 
 from services.maker.signals import TrendWindow, VolEma
 
@@ -59,6 +59,8 @@ MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale
 PULL_MODES = ("stale", "paused", "no-position", "halted", "reducing")
 CANCEL_ATTEMPTS = 3
 NEVER = -(10**18)
+RATE_BACKOFF_MS = 2_000       # after a "rate" veto, no new place/modify for this long, doubling up to the max
+RATE_BACKOFF_MAX_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class MakerCore:
         if max_book_age_ms is not None:   # the guard's limit, when stricter: never propose on a book it refuses
             self.max_book_age_ms = min(self.max_book_age_ms, max_book_age_ms)
         self.budget = None if rate is None else RateBudget.from_config(rate)   # the guard's place budget, our share
+        self.budget_hold_until_ms = NEVER   # after a "rate" veto (the guard counted more than we did): wait
+        self.budget_backoff_ms = 0
         self.risk_state: TradingState = "HALTED"   # until the guard's state is known: a missing state is HALTED
         self.risk_reason = "no trading state yet"
         self.requote_interval_ms = int(cfg.min_requote_interval_s * 1000)
@@ -126,6 +130,13 @@ class MakerCore:
         if isinstance(event, RiskState):
             self.risk_state, self.risk_reason = event.state, event.reason
             return self._reconcile(now_ms)
+        if isinstance(event, OrderEvent) and event.source == "maker" and event.action in ("place", "modify"):
+            if event.kind == "veto" and event.message.startswith("rate:"):
+                # the guard's count includes what a previous run of ours (or a hand-made intent) used: back off
+                self.budget_backoff_ms = min(max(2 * self.budget_backoff_ms, RATE_BACKOFF_MS), RATE_BACKOFF_MAX_MS)
+                self.budget_hold_until_ms = now_ms + self.budget_backoff_ms
+            elif event.kind == "ack":
+                self.budget_backoff_ms = 0
         if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
             return []
         self._free_ended(self.ledger.handle(event, now_ms))
@@ -259,7 +270,7 @@ class MakerCore:
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
             if self.budget is not None:   # our share of the tier's request budget; cancels never wait for it
-                if self.budget.room("maker", now_ms) < 1:
+                if self.budget.room("maker", now_ms) < 1 or now_ms < self.budget_hold_until_ms:
                     self.counts["budget_waits"] = self.counts.get("budget_waits", 0) + 1
                     continue
                 self.budget.take(now_ms)

@@ -101,3 +101,16 @@ def test_hedger_halted_cancels_its_clip_and_sends_nothing() -> None:
     assert [c.coi for c in cmds if isinstance(c, Cancel)] == [clip.coi]
     for t in range(1_200, 20_000, 500):
         assert places(h.handle(book(t, 100_000), t)) == []
+
+
+def test_maker_backs_off_after_a_rate_veto_instead_of_storming() -> None:
+    """A restarted maker does not know what its previous run used of the guard's window."""
+    from shared.schemas import OrderEvent
+    m = maker(rate=RateConfig(requests_per_min=60, reserved_per_min=20, hedge_reserved_per_min=8))
+    (bid, ask) = places(m.handle(book(1_000), 1_000))
+    for p in (bid, ask):
+        m.handle(OrderEvent(kind="veto", intent_id=p.intent_id, source="maker", action="place", market_id=2,
+                            client_order_index=p.coi, message="rate: 32 places/modifies in the last minute", ts_ms=1_010), 1_010)
+    sent = [t for t in range(1_100, 8_000, 100) if places(m.handle(book(t), t))]
+    assert sent[0] == 5_100   # two vetoes: held 2 s, then 4 s (doubling) from the second
+    assert m.budget_hold_until_ms == 1_010 + 4_000
