@@ -254,7 +254,7 @@ class FeedConfig(Section):
     book_depth: int = Field(20, ge=1, le=250)
     reconnect_min_s: Decimal = Field(Decimal("0.2"), gt=0, le=600)
     reconnect_max_s: Decimal = Field(Decimal("5"), gt=0, le=3600)
-    auth_token_ttl_s: int = Field(3600, ge=60, le=8 * 3600)
+    auth_token_ttl_s: int = Field(900, ge=60, le=8 * 3600)   # short: the token sits in Redis (feed-only ACL) and its AOF
 
     @model_validator(mode="after")
     def _backoff(self) -> "FeedConfig":

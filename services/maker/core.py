@@ -236,12 +236,16 @@ class MakerCore:
         for is_ask in sides:
             px = ask_px if is_ask else bid_px
             size = clamp_size(self.base_lots, self.spec, px, self.min_notional)
-            if self.mode == "reducing":   # within the position less what else may reduce it, never below the minimum
-                q = self.quotes.get(is_ask)
-                others = self.ledger.exposure(is_ask, exclude=() if q is None else (q.coi,))
+            q = self.quotes.get(is_ask)   # what else may fill on this side (a cancel on its way: gone in a moment)
+            others = sum(o.exposure for o in self.ledger.live() if o.is_ask == is_ask and o.cancel_attempts == 0
+                         and (q is None or o.coi != q.coi))
+            if self.mode == "reducing":   # within the position less what else may reduce it
                 size = min(size, abs(self.position) - others)
-                if size < clamp_size(1, self.spec, px, self.min_notional):
-                    continue
+            else:                         # within the guard's worst case: what it would refuse is never proposed
+                worst = (others - self.position) if is_ask else (self.position + others)
+                size = min(size, self.max_position - worst)
+            if size < clamp_size(1, self.spec, px, self.min_notional):   # never below the exchange minimum
+                continue
             out[is_ask] = Target(px, size)
         return out
 

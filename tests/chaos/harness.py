@@ -620,6 +620,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def until(what: str, fn: Any, timeout: float = 20.0, every: float = 0.05) -> Any:
+    """Poll the coroutine function ``fn`` until it returns something true (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await fn()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(every)
+
+
 __all__ = ["Check", "Health", "Observer", "SERVICES", "System", "Taker", "THIN_LADDER", "check", "converge",
            "hold", "lots", "no_veto_storm", "now_ms", "release", "settled", "taker_loop", "ticks", "tracked",
-           "two_sided"]
+           "two_sided", "until"]

@@ -25,7 +25,7 @@ from lighter.signer_client import SignerClient, create_api_key
 
 from shared.ids import source_of
 from tests.chaos.harness import (REPO, THIN_LADDER, Observer, System, Taker, hold, lots, no_veto_storm, now_ms,
-                                 port_offset, release, settled, two_sided)
+                                 port_offset, release, settled, two_sided, until)
 from tests.conftest import wait_port
 
 pytestmark = pytest.mark.e2e
@@ -81,14 +81,6 @@ async def _order(obs: Observer, coi: int) -> dict:
     return o
 
 
-async def _until(what: str, fn, timeout: float = 20.0, every: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(every)
 
 
 # --- a. a quote filled while the feed is down ---------------------------------------------------------
@@ -100,13 +92,13 @@ async def test_a_quote_filled_while_the_feed_is_down(system: System, obs: Observ
         quote = _maker_quotes(obs, st)[0]
         coi, is_ask = int(quote["client_order_index"]), bool(quote["is_ask"])
         assert await taker.hit(quote) is None
-        filled = await _until("the quote filled at the venue",
+        filled = await until("the quote filled at the venue",
                               lambda: _filled(obs, coi), timeout=HEARTBEAT_TIMEOUT_S - 0.5)
         assert filled["status"] == "filled"
     finally:
         os.kill(feed, signal.SIGKILL)    # a stopped process dies on SIGKILL; the supervisor restarts it
         release(feed)
-    await _until("the feed back", lambda: _back(obs, system, "feed", feed), timeout=60, every=0.2)
+    await until("the feed back", lambda: _back(obs, system, "feed", feed), timeout=60, every=0.2)
 
     async def counted_nowhere() -> bool:
         st = await obs.state()
@@ -118,7 +110,7 @@ async def test_a_quote_filled_while_the_feed_is_down(system: System, obs: Observ
                 and all(coi not in (hs[n].body["ledger"].get("open") or []) + (hs[n].body["ledger"].get("maybe_open") or [])
                         for n in ("maker", "hedger", "guard", "gateway"))
                 and g[f"exposure_{'ask' if is_ask else 'bid'}"] == side_lots)
-    await _until("the ledgers' positions equal the venue's and the filled quote counted nowhere", counted_nowhere,
+    await until("the ledgers' positions equal the venue's and the filled quote counted nowhere", counted_nowhere,
                  timeout=20, every=0.2)
     await no_veto_storm(obs)
     await settled(obs)
@@ -161,21 +153,21 @@ async def test_a_timed_out_send_ends_exactly_once(system: System, obs: Observer,
             # in between takes the gateway's next tx, the hedger's hedge or the maker's refill
             assert await taker.hit(quote) is None
             await obs.fault(kind="delay_tx", ms=int((SEND_TIMEOUT_S + 1) * 1000), count=1)
-            await _until("an unknown outcome", lambda: _event(obs, t0, "unknown"), timeout=15)
+            await until("an unknown outcome", lambda: _event(obs, t0, "unknown"), timeout=15)
             unknown = next((e for e in await obs.events(t0) if e.get("kind") == "unknown" and e.get("action") == "place"
                             and e.get("source") in ("maker", "hedger")), None)
             if unknown is not None:
                 break
-            await _until("the unknown resolved", lambda: _gateway_ok(obs), timeout=30)   # another tx took it: again
+            await until("the unknown resolved", lambda: _gateway_ok(obs), timeout=30)   # another tx took it: again
             await two_sided(obs)
         assert unknown is not None, "no place timed out in 3 tries"
         coi = int(unknown["client_order_index"])
-        resolved = await _until("its outcome resolved", lambda: _event(obs, t0, "resolved", coi), timeout=30)
+        resolved = await until("its outcome resolved", lambda: _event(obs, t0, "resolved", coi), timeout=30)
         # executed: the venue consumed its nonce (booked once); dropped: the venue refused it when the delay
         # ended (an IOC hedge whose batch no longer fit, say) and a superseding tx took the nonce (booked never)
         assert resolved["message"].startswith(("executed", "dropped")), resolved
         booked_if = 1 if resolved["message"].startswith("executed") else 0
-        gw = await _until("the gateway ok again", lambda: _gateway_ok(obs), timeout=30)
+        gw = await until("the gateway ok again", lambda: _gateway_ok(obs), timeout=30)
         how = resolved["message"].split(":")[0]
         assert gw["resolved"].get(how, 0) >= 1 and all(lane["in_doubt"] is None for lane in gw["lanes"]), gw
         await obs.state()
@@ -215,12 +207,12 @@ async def test_a_partial_fill_leaves_the_venues_remaining_in_the_ledgers(system:
                 if side and side[0][0] == int(q["base_price"]) and side[0][1] == int(q["base_size"]) == lots(q["remaining_base_amount"]):
                     return q
             return None
-        quote = await _until("a maker quote alone at the top of its side", alone, timeout=20, every=0.2)
+        quote = await until("a maker quote alone at the top of its side", alone, timeout=20, every=0.2)
         coi, size = int(quote["client_order_index"]), lots(quote["remaining_base_amount"])
         part = 72                            # >= 50 lots and >= 10 USD at ~140: the venue's minimums
         assert part < size
         assert await taker.ioc(not quote["is_ask"], int(quote["base_price"]), part) is None
-        o = await _until("the partial fill", lambda: _partial(obs, coi), timeout=10)
+        o = await until("the partial fill", lambda: _partial(obs, coi), timeout=10)
         assert lots(o["filled_base_amount"]) >= part   # the venue's own takers may have hit it too
 
         async def same() -> bool:   # the maker's ledger and the venue agree on what is left
@@ -233,7 +225,7 @@ async def test_a_partial_fill_leaves_the_venues_remaining_in_the_ledgers(system:
                 return not q
             return (bool(q) and q[0]["size"] == lots(o["remaining_base_amount"])
                     and g[f"exposure_{'ask' if o['is_ask'] else 'bid'}"] == side_lots)
-        await _until("the maker ledger's remaining equal to the venue's", same, timeout=10, every=0.1)
+        await until("the maker ledger's remaining equal to the venue's", same, timeout=10, every=0.1)
     finally:
         await obs.set_model("calm", **THIN_LADDER)
     await settled(obs)
@@ -252,7 +244,7 @@ async def test_a_hung_maker_has_its_quotes_cancelled_by_the_heartbeat_watch(syst
     try:
         async def none_left() -> bool:
             return not _maker_quotes(obs, await obs.state())
-        await _until("no maker quote at the venue", none_left, timeout=HEARTBEAT_TIMEOUT_S + 1.0)
+        await until("no maker quote at the venue", none_left, timeout=HEARTBEAT_TIMEOUT_S + 1.0)
         took = time.monotonic() - t0
         assert took <= HEARTBEAT_TIMEOUT_S + 1.0
         gw = (await obs.health("gateway")).body
@@ -331,11 +323,11 @@ async def test_dead_mans_switch_cancels_after_everything_is_killed(tmp_path: Pat
                         await taker.hit(q)
                     await asyncio.sleep(0.5)
                     return None
-                await _until("quotes that outlive the switch", outliving, timeout=45, every=0.2)
+                await until("quotes that outlive the switch", outliving, timeout=45, every=0.2)
             finally:
                 await taker.close()
             pids = sysm.kill_everything()
-            await _until("every process of the system dead", lambda: _all_gone(pids), timeout=10)
+            await until("every process of the system dead", lambda: _all_gone(pids), timeout=10)
             left = o.resting(await o.state())
             assert any(source_of(int(x["client_order_index"])) == "maker" for x in left), \
                 f"no maker quote rests after the kill (nothing cancelled them: nothing may have): {left}"

@@ -5,7 +5,6 @@ through public surfaces: /health, the venue's REST API via the official SDK, and
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import stat
 import subprocess

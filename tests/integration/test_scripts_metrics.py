@@ -55,10 +55,10 @@ async def test_filter_over_explicit_urls(sites: list[int], tmp_path: Path) -> No
 
 
 async def test_default_targets_come_from_the_config_ports(sites: list[int], tmp_path: Path) -> None:
-    dead = free_port()
+    dead = [free_port() for _ in range(3)]   # every port must differ (config check)
     (tmp_path / "c.yaml").write_text(
         f"profile: {REPO / 'profiles' / 'market_2.yaml'}\n"
-        f"ports:\n  feed: {sites[0]}\n  maker: {sites[1]}\n  hedger: {dead}\n  guard: {dead}\n  gateway: {dead}\n")
+        f"ports:\n  feed: {sites[0]}\n  maker: {sites[1]}\n  hedger: {dead[0]}\n  guard: {dead[1]}\n  gateway: {dead[2]}\n")
     code, out, err = await dump("--filter", "scripttest_", "--config", "c.yaml", cwd=tmp_path)
     assert code == 0, err
     names = sorted(line.split()[0] for line in out.splitlines())
@@ -67,10 +67,10 @@ async def test_default_targets_come_from_the_config_ports(sites: list[int], tmp_
 
 
 async def test_port_env_adds_the_one_service_of_a_railway_container(sites: list[int], tmp_path: Path) -> None:
-    dead = free_port()
+    dead = [free_port() for _ in range(5)]
     (tmp_path / "c.yaml").write_text(
         f"profile: {REPO / 'profiles' / 'market_2.yaml'}\n"
-        f"ports:\n  feed: {dead}\n  maker: {dead}\n  hedger: {dead}\n  guard: {dead}\n  gateway: {dead}\n")
+        f"ports:\n  feed: {dead[0]}\n  maker: {dead[1]}\n  hedger: {dead[2]}\n  guard: {dead[3]}\n  gateway: {dead[4]}\n")
     code, out, _ = await dump("--filter", "portfolio_", "--config", "c.yaml", cwd=tmp_path,
                               env_extra={"PORT": str(sites[0])})
     assert code == 0 and out.startswith(f"port {sites[0]}  mm_scripttest_portfolio_equity_usd")

@@ -207,11 +207,11 @@ def test_inventory_skew_moves_both_quotes_against_the_position() -> None:
         c = make(**CALM)
         c.handle(Position(market_id=2, position=pos, ts_ms=0), 0)
         c.handle(Position(market_id=1, position=999, ts_ms=0), 0)  # another market: ignored
-        bid, ask = places(c.handle(book(140_000, 0), 0))
-        prices[pos] = (bid.price, ask.price)
+        quotes = {p.is_ask: p.price for p in places(c.handle(book(140_000, 0), 0))}
+        prices[pos] = (quotes.get(False), quotes.get(True))
     assert prices[0] == (139_860, 140_140)
     assert prices[100] == (139_790, 140_070)   # long half the limit: both down by half a half-spread (70 ticks)
-    assert prices[200] == (139_720, 140_000)   # at the limit: the ask sits at mid
+    assert prices[200] == (None, 140_000)      # at the limit: the ask sits at mid, no bid (the guard would refuse it)
     assert prices[-100] == (139_930, 140_210)
 
 
@@ -314,8 +314,8 @@ def test_unwanted_resting_maker_orders_are_cancelled_after_a_grace() -> None:
     c.handle(book(140_000, 0), 0)
     foreign = IdMint("maker").next_coi(1)  # e.g. an errored place that did reach the book
     hedger = IdMint("hedger").next_coi(1)
-    assert cancels(c.handle(update(foreign, "open"), 100)) == []
-    assert cancels(c.handle(update(hedger, "open"), 100)) == []
+    assert cancels(c.handle(update(foreign, "open", size=10), 100)) == []   # small: our bid still fits the limit
+    assert cancels(c.handle(update(hedger, "open", size=10), 100)) == []
     assert cancels(c.on_timer(599)) == []
     assert [(x.coi, x.reason) for x in cancels(c.on_timer(600))] == [(foreign, "unwanted resting order")]
     assert cancels(c.on_timer(2_000)) == []  # once
