@@ -163,7 +163,7 @@ class StaleFeedTrigger(TriggerConfig):
 
 
 class IdleAccountTrigger(TriggerConfig):
-    """The venue acked one of our orders ``after_s`` ago and nothing has come on our account stream
+    """The venue accepted one of our places ``after_s`` ago and nothing has come on our account stream
     since (no order update, fill, position or reconcile): the account channel has gone silent while
     the venue acts on our orders, so fills may be going unseen. Silence with nothing happening is fine."""
 

@@ -200,7 +200,7 @@ class GuardCore:
     book_venue_ms: int | None = None        # the venue time of that book
     last_account_ms: int | None = None
     last_fill_ms: int | None = None
-    unseen_ack_ms: int | None = None        # the oldest venue ack of one of our orders the account stream has not echoed
+    unechoed: dict[int, int] = field(default_factory=dict)   # coi -> when the venue accepted the place; no update yet
     triggers: Triggers = field(default_factory=Triggers)
     state: TradingState = "HALTED"          # until start-up is done, and whenever in doubt
     reason: str = "starting"
@@ -245,7 +245,10 @@ class GuardCore:
             if getattr(event, "market_id", self.spec.market_id) not in (self.spec.market_id, -1):
                 return []
             self.last_account_ms = now_ms
-            self.unseen_ack_ms = None
+            if isinstance(event, Reconcile):
+                self.unechoed.clear()                      # the venue's REST truth caught us up
+            elif isinstance(event, (OrderUpdate, Fill)):
+                self.unechoed.pop(event.client_order_index, None)
             if isinstance(event, Fill):
                 if not self.ledger.on_fill(event, now_ms):
                     return []
@@ -261,9 +264,13 @@ class GuardCore:
         if isinstance(event, OrderEvent):
             if event.kind == "reject":
                 self.rejects.append(now_ms)
-            if (event.kind == "ack" and event.action in ("place", "modify", "cancel") and event.client_order_index
-                    and self.unseen_ack_ms is None):
-                self.unseen_ack_ms = now_ms   # the venue acted on an order: its account channel must say so
+            if event.kind == "ack" and event.action == "place" and event.client_order_index:
+                # every accepted place ends in an account update (open, filled or cancelled post-only); a cancel
+                # or modify accepted at the API may fail at execution without one, so only places count. The
+                # echo may come before the ack (two channels): then there is nothing to wait for
+                o = self.ledger.get(event.client_order_index)
+                if o is None or not o.venue_status:
+                    self.unechoed.setdefault(event.client_order_index, now_ms)
             if event.kind != "veto":   # our own vetoes were applied when made
                 self.ledger.on_event(event, now_ms)
             return self._evaluate(now_ms)
@@ -281,7 +288,7 @@ class GuardCore:
             self.known_until_ms = now_ms + KNOWN_VERDICTS_KEEP_MS
             self.started_ms = now_ms
             self.rejects.clear()   # history: a storm that ended before the restart does not halt now
-            self.unseen_ack_ms = None
+            self.unechoed.clear()
             self.published = False
             return self._evaluate(now_ms)
         return []
@@ -405,8 +412,9 @@ class GuardCore:
         if self.last_book_ms is not None and now_ms - self.last_book_ms > int(t.stale_feed.after_s * 1000):
             out["stale_feed"] = f"no book for {(now_ms - self.last_book_ms) / 1000:.1f}s (max {human_dec(t.stale_feed.after_s)}s)"
         out["idle_account"] = None
-        if self.unseen_ack_ms is not None and now_ms - self.unseen_ack_ms > int(t.idle_account.after_s * 1000):
-            out["idle_account"] = (f"the venue acted on our orders {(now_ms - self.unseen_ack_ms) / 1000:.0f}s ago "
+        oldest = min(self.unechoed.values(), default=None)
+        if oldest is not None and now_ms - oldest > int(t.idle_account.after_s * 1000):
+            out["idle_account"] = (f"the venue accepted our place {(now_ms - oldest) / 1000:.0f}s ago "
                                    f"and the account stream said nothing (max {human_dec(t.idle_account.after_s)}s)")
         win = int(t.reject_storm.window_s * 1000)
         while self.rejects and self.rejects[0] <= now_ms - win:

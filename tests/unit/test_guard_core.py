@@ -439,15 +439,21 @@ def test_a_silent_account_channel_halts_only_when_the_venue_acted() -> None:
         c.handle(book(174_999, 175_001), NOW + t)
     assert c.state == "ACTIVE"
     later = NOW + 120_000
-    c.handle(OrderEvent(kind="ack", action="cancel_all", market_id=-1, ts_ms=later), later)   # no order of ours moved
+    c.handle(OrderEvent(kind="ack", action="cancel_all", market_id=-1, ts_ms=later), later)   # may move nothing
+    c.handle(OrderEvent(kind="ack", action="cancel", market_id=2, client_order_index=5, ts_ms=later), later)   # may fail
     c.handle(OrderEvent(kind="ack", action="place", market_id=2, client_order_index=77, ts_ms=later), later)
     c.handle(OrderEvent(kind="ack", action="place", market_id=2, client_order_index=78, ts_ms=later + 5_000), later + 5_000)
     c.handle(book(174_999, 175_001), later + 10_000)
     assert c.state == "ACTIVE"                                            # 10 s since the first ack: at the limit
     c.handle(book(174_999, 175_001), later + 10_001)
-    assert c.state == "HALTED" and c.reason.startswith("idle_account: the venue acted on our orders 10s ago")
+    assert c.state == "HALTED" and c.reason.startswith("idle_account: the venue accepted our place 10s ago")
     c.handle(update(77, 174_000, 64, is_ask=False), later + 10_002)       # the channel speaks again
     assert c.state == "ACTIVE"
+    c.handle(update(78, 174_001, 64, is_ask=False), later + 10_003)
+    c.handle(update(79, 174_002, 64, is_ask=False), later + 10_004)       # an echo may beat its ack
+    c.handle(OrderEvent(kind="ack", action="place", market_id=2, client_order_index=79, ts_ms=later), later + 10_005)
+    c.handle(book(174_999, 175_001), later + 60_000)
+    assert c.state == "ACTIVE" and c.unechoed == {}
 
 
 def test_reject_storm_halts_then_resumes_after_the_window_and_the_wait() -> None:
