@@ -29,6 +29,7 @@ from shared.bus import Entry, GroupConsumer
 from shared.clock import now_ms
 from shared.config import Settings
 from shared.degraded import DegradedWatch
+from shared.risk_watch import RiskFollower
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Position, Reconcile, encode
 
@@ -132,6 +133,8 @@ class Gateway:
         self.lease_token = ""
         self.lease_ttl_ms = int(settings.gateway.lease_ttl_s * 1000)
         self._wake = asyncio.Event()
+        self._risk_changed = asyncio.Event()   # set by the risk:events tail: poll now
+        self._risk: RiskFollower | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._kill_readable = True
         self._last_latency_s: float | None = None
@@ -190,7 +193,8 @@ class Gateway:
     async def run(self, rt: Runtime) -> None:
         tasks = [asyncio.create_task(rt.loop(self._intake_step), name="intake"),
                  asyncio.create_task(self._sender_loop(rt), name="sender"),
-                 asyncio.create_task(self._ticker_loop(rt), name="ticker")]
+                 asyncio.create_task(self._ticker_loop(rt), name="ticker"),
+                 asyncio.create_task(rt.loop(lambda: self._risk_step(rt)), name="risk")]
         stop = asyncio.create_task(rt.stopping.wait())
         done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not stop and t.exception() is not None]
@@ -411,7 +415,20 @@ class Gateway:
             M.OPEN_TRACKED.set(len(self.core.live))
             M.IN_DOUBT.set(sum(len(d.nonces) for d in self.core.in_doubt))
             self.degraded.observe(self.problems(time.time()))
-            await rt.sleep(KILL_POLL_S)
+            try:   # every 100 ms, or at once when the guard publishes a new trading state
+                await asyncio.wait_for(self._risk_changed.wait(), timeout=KILL_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+            self._risk_changed.clear()
+
+    async def _risk_step(self, rt: Runtime) -> None:
+        """Tail ``risk:events``: a state change wakes the ticker, so the gateway follows the guard as soon as
+        the producers do (the poll, not the event, stays the truth it acts on)."""
+        if self._risk is None:
+            self._risk = RiskFollower(rt.bus, block_ms=1000)
+            await self._risk.start(now_ms())
+        if await self._risk.step(now_ms()):
+            self._risk_changed.set()
 
     async def _poll(self) -> None:
         """Kill flag, heartbeats, reconcile request and lease renewal in one round trip."""

@@ -34,7 +34,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from shared.config import GuardConfig, Settings
-from shared.ledger import OrderLedger
+from shared.ledger import NOT_ACTIVE_CODES, OrderLedger
 from shared.markets import MarketSpec, round_down
 from shared.rate_budget import RateBudget
 from shared.schemas import (BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, RiskState,
@@ -262,8 +262,8 @@ class GuardCore:
                 self.ledger.handle(event, now_ms)
             return self._evaluate(now_ms)
         if isinstance(event, OrderEvent):
-            if event.kind == "reject":
-                self.rejects.append(now_ms)
+            if event.kind == "reject" and not (event.action == "cancel" and event.code in NOT_ACTIVE_CODES):
+                self.rejects.append(now_ms)   # a cancel racing a fill or a cancel-all ("not active") is no fault
             if event.kind == "ack" and event.action == "place" and event.client_order_index:
                 # every accepted place ends in an account update (open, filled or cancelled post-only); a cancel
                 # or modify accepted at the API may fail at execution without one, so only places count. The

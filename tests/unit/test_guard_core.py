@@ -589,3 +589,10 @@ def test_a_latched_trigger_survives_a_restart_until_resumed() -> None:
     assert states(c.handle(Recovered(), NOW)) == [("REDUCING", "drawdown: down 1 USDC from peak PnL (max 3)")]
     assert not c.triggers.items["stale_feed"].active and not c.triggers.items["kill"].active   # these re-judge now
     assert states(c.handle(KillState(None, resume=True), NOW + 1)) == [("ACTIVE", "")]
+
+
+def test_cancels_of_orders_already_gone_are_no_storm() -> None:
+    c = make_core()
+    for i in range(20):
+        c.handle(OrderEvent(kind="reject", action="cancel", code=21_715, ts_ms=NOW + i), NOW + i)
+    assert c.state == "ACTIVE"
