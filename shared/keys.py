@@ -35,7 +35,8 @@ ORDERS_EVENTS = "orders:events"        # gateway acks/rejects/fills, guard vetoe
 RISK_KILL = "risk:kill"      # operator's one-key switch: any value = HALTED, the value is the reason; DEL resumes
 RISK_REDUCE = "risk:reduce"  # operator: any value = REDUCING (only position-shrinking orders), the value is the reason
 RISK_RESUME = "risk:resume"  # operator: SET it to clear latched triggers (e.g. drawdown); the guard deletes it
-RISK_STATE = "risk:state"    # guard: ACTIVE | REDUCING | HALTED (string); a missing key counts as HALTED
+RISK_STATE = "risk:state"    # guard: ACTIVE | REDUCING | HALTED (string, PX RISK_STATE_TTL_MS); missing = HALTED
+RISK_STATE_TTL_MS = 10_000   # the guard re-asserts it every second: a dead guard's state halts everyone within 10 s
 RISK_EVENTS = "risk:events"  # guard: every trading-state change (RiskState messages), MAXLEN ~ RISK_EVENTS_MAXLEN
 RISK_EVENTS_MAXLEN = 10_000
 

@@ -175,6 +175,23 @@ class OrderLedger:
         skip = set(exclude)
         return sum(o.exposure for o in self.live(source) if o.is_ask == is_ask and o.coi not in skip)
 
+    def reduce_problem(self, is_ask: bool, lots: int, reduce_only: bool, exclude: Iterable[int] = ()) -> str | None:
+        """Why an order of ``lots`` on side ``is_ask`` could grow the position or flip it (None: it can only
+        shrink it), counting everything else that may fill on that side, in any order of fills.
+
+        A plain order must fit with everything else on its side. A reduce-only order is capped by the
+        venue at the position when it fills, so only the plain orders beside it can push it through zero.
+        """
+        pos = self.effective_position
+        if not self.position_known or pos == 0 or is_ask != (pos > 0):
+            return "on the adding side" if self.position_known else "position unknown"
+        skip = set(exclude)
+        same = [o for o in self.live() if o.is_ask == is_ask and o.coi not in skip]
+        counted = sum(o.exposure for o in same if not (reduce_only and o.reduce_only))
+        if lots > abs(pos) or counted + lots > abs(pos):
+            return f"{lots} on top of {counted} open on that side would flip the position {pos}"
+        return None
+
     @property
     def effective_position(self) -> int:
         """The venue's last position plus the fills it reported after it (separate channels, any order)."""

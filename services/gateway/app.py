@@ -62,9 +62,8 @@ if ARGV[2] ~= '0' then
   local kill = redis.call('GET', KEYS[2])
   if kill then return {'killed', kill} end
   local st = redis.call('GET', KEYS[4])
-  if st ~= 'ACTIVE' and not (st == 'REDUCING' and ARGV[2] == '2') then
-    return {'killed', 'risk:state ' .. (st or 'missing')}
-  end
+  if st == 'REDUCING' and ARGV[2] == '1' then return {'reducing', 'risk:state REDUCING: it may add'} end
+  if st ~= 'ACTIVE' and st ~= 'REDUCING' then return {'killed', 'risk:state ' .. (st or 'missing')} end
 end
 local n = tonumber(ARGV[3])
 local i = 4

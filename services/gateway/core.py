@@ -452,16 +452,9 @@ class GatewayCore:
     def reduces(self, it: OrderIntent) -> bool:
         """The order can only shrink the position: on the reducing side, and (unless reduce-only, which the
         venue caps) within the position together with everything else that may fill on that side."""
-        if not self.ledger.position_known:
-            return False
-        pos = self.ledger.effective_position
-        if pos == 0 or it.is_ask != (pos > 0):
-            return False
         o = self.ledger.get(it.client_order_index)
         lots = it.size - (o.filled if o is not None and it.action == "modify" else 0)
-        if it.reduce_only:
-            return lots <= abs(pos)
-        return self.ledger.exposure(it.is_ask, exclude=(it.client_order_index,)) + lots <= abs(pos)
+        return self.ledger.reduce_problem(it.is_ask, lots, it.reduce_only, exclude=(it.client_order_index,)) is None
 
     # --- entry points ------------------------------------------------------------------------------
     def handle(self, event: Event, now_ms: int) -> list[Command]:

@@ -270,8 +270,6 @@ class GuardService:
             pipe.get(keys.RISK_REDUCE)
             pipe.get(keys.RISK_RESUME)
             pipe.mget([keys.heartbeat(n) for n in names])
-            if self.core.published:
-                pipe.set(keys.RISK_STATE, self.core.state)
             res = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS:
             await self._execute(rt, self.core.handle(KillState(None, readable=False), now))
@@ -295,7 +293,15 @@ class GuardService:
                     hb[n] = None
             cmds += self.core.handle(Heartbeats(hb), now)
         await self._execute(rt, cmds)
+        await self._reassert_state(rt)
         self._kill_read_at = now / 1000
+
+    async def _reassert_state(self, rt: Runtime) -> None:
+        """Refresh ``risk:state`` and its expiry (a dead guard's state expires: HALTED for everyone), under
+        the writer lock and only with no change pending, so an older value never overwrites a newer one."""
+        async with self._state_lock:
+            if self.core.published and not self._state_todo:
+                await rt.redis.set(keys.RISK_STATE, self.core.state, px=keys.RISK_STATE_TTL_MS)
 
     # --- state streams ----------------------------------------------------------------------------
     async def _apply_state(self, rt: Runtime, e: Entry) -> None:
@@ -372,7 +378,7 @@ class GuardService:
             while self._state_todo:
                 st = self._state_todo[0].state
                 pipe = rt.redis.pipeline(transaction=True)
-                pipe.set(keys.RISK_STATE, st.state)
+                pipe.set(keys.RISK_STATE, st.state, px=keys.RISK_STATE_TTL_MS)
                 pipe.xadd(keys.RISK_EVENTS, encode(st), maxlen=keys.RISK_EVENTS_MAXLEN, approximate=True)
                 await pipe.execute()
                 self._state_todo.pop(0)

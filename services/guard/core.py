@@ -212,7 +212,7 @@ class GuardCore:
     pnl_pos: int | None = None              # position by fills since the baseline (None: no baseline yet)
     peak2: int | None = None                # 2 x the highest PnL seen
     rejects: deque[int] = field(default_factory=deque)
-    beats_seen: set[str] = field(default_factory=set)
+    beat_last: dict[str, int] = field(default_factory=dict)   # service -> its newest heartbeat seen (wall ms)
     started_ms: int | None = None
     crossed: str | None = None
     beats_lost: str | None = None
@@ -370,11 +370,13 @@ class GuardCore:
             tr["kill"].observe(ev.reason, now_ms)
             tr["manual"].observe(ev.reduce, now_ms)
         cmds: list[Command] = []
-        if ev.resume:
+        if ev.resume and self.started_ms is not None:   # asked during start-up: kept until the state is judged
             self.peak2 = self.pnl2()   # a resumed drawdown counts from here
-            if self.started_ms is not None:
-                for name, cond in self._conditions(now_ms).items():   # what still holds after the reset
-                    tr[name].observe(cond if self.limits.enabled else None, now_ms)
+            limit = int(self.cfg.triggers.heartbeat.after_s * 1000)
+            self.beat_last = {n: t for n, t in self.beat_last.items() if now_ms - t <= limit}   # stopped on purpose
+            self.beats_lost = None
+            for name, cond in self._conditions(now_ms).items():   # what still holds after the reset
+                tr[name].observe(cond if self.limits.enabled else None, now_ms)
             for t in tr.values():
                 t.resume()
             cmds.append(ClearResume())
@@ -386,10 +388,11 @@ class GuardCore:
         lost: list[str] = []
         for name in hb.services:
             at = ev.beats.get(name)
-            if at is not None and now_ms - at <= limit:
-                self.beats_seen.add(name)
-            elif name in self.beats_seen:
-                lost.append(name if at is None else f"{name} ({(now_ms - at) / 1000:.1f}s old)")
+            if at is not None:   # the key expires after 5 s: measure from the last beat seen, not the key
+                self.beat_last[name] = max(self.beat_last.get(name, at), at)
+            last = self.beat_last.get(name)
+            if last is not None and now_ms - last > limit:
+                lost.append(f"{name} ({(now_ms - last) / 1000:.1f}s since its last beat)")
         self.beats_lost = ", ".join(lost) if lost else None
         return self._evaluate(now_ms)
 
@@ -477,6 +480,9 @@ class GuardCore:
         if it.action == "modify":
             return [self._modify(it, now_ms)]
         if not self.limits.enabled:
+            veto = self._reducing_veto(it, it.size)   # the rails are off, the trading state is not
+            if veto is not None:
+                return [veto]
             self._track(it, now_ms)
             return [self._approve(it, "disabled")]
         veto = self._check_place(it, now_ms)
@@ -496,6 +502,10 @@ class GuardCore:
             if veto is not None:
                 return veto
             self.budget.take(now_ms)
+        else:
+            veto = self._reducing_veto(it, it.size - o.filled, o.coi)
+            if veto is not None:
+                return veto
         self.ledger.on_intent(it, now_ms)   # counts the larger of old and new size until the venue shows it
         return self._approve(it, "ok" if self.limits.enabled else "disabled")
 
@@ -535,16 +545,9 @@ class GuardCore:
             return self._veto(it, "self-trade", f"self-trade: crosses our {'ask' if conflict.is_ask else 'bid'} "
                                                 f"{conflict.client_order_index} at {conflict.price}")
         pos = self.effective_position
-        if self.state == "REDUCING":
-            reducing_ask = pos > 0
-            same = self.ledger.exposure(it.is_ask, exclude=(replacing,))
-            if pos == 0 or it.is_ask != reducing_ask:
-                return self._veto(it, "reducing", f"reducing: only orders that shrink position "
-                                                  f"{human(pos, spec.size_decimals)} {sym} ({self.reason})")
-            if lots > abs(pos) or (not it.reduce_only and same + lots > abs(pos)):
-                return self._veto(it, "reducing", f"reducing: {human(lots, spec.size_decimals)} on top of "
-                                                  f"{human(same, spec.size_decimals)} open would flip position "
-                                                  f"{human(pos, spec.size_decimals)} {sym}")
+        veto = self._reducing_veto(it, lots, replacing)
+        if veto is not None:
+            return veto
         if it.is_ask:
             worst = worst_short(pos, self.ledger.exposure(True, exclude=(replacing,)), lots)
             if worst < -lim.max_position_lots and not (it.reduce_only and pos > 0):
@@ -565,6 +568,17 @@ class GuardCore:
             return self._veto(it, "rate", f"rate: {self.budget.used(now_ms)} places/modifies in the last minute "
                                           f"(budget {self.budget.cap(it.source)} for {it.source})")
         return None
+
+    def _reducing_veto(self, it: OrderIntent, lots: int, replacing: int = 0) -> Veto | None:
+        """In REDUCING, only an order that can only shrink the position (the ledger's rule) passes."""
+        if self.state != "REDUCING":
+            return None
+        problem = self.ledger.reduce_problem(it.is_ask, lots, it.reduce_only, exclude=(replacing, it.client_order_index))
+        if problem is None:
+            return None
+        pos = human(self.effective_position, self.spec.size_decimals)
+        return self._veto(it, "reducing", f"reducing: only orders that shrink position {pos} {self.spec.symbol}: "
+                                          f"{problem} ({self.reason})")
 
     def _approve(self, it: OrderIntent, reason: str) -> Approve:
         self.approved[reason] = self.approved.get(reason, 0) + 1

@@ -214,7 +214,8 @@ def test_reduction_allowed_when_over_limit() -> None:
     assert vetoed(c, place(99_000, 1)).startswith("reducing: only orders that shrink position 0.25")
     assert approved(c, place(101_000, 50, is_ask=True)) == "ok"   # reduces: 0.25 -> 0.2
     assert approved(c, place(101_000, 200, is_ask=True)) == "ok"  # 0.25 open on the ask side: down to 0 at worst
-    assert vetoed(c, place(101_000, 1, is_ask=True)).startswith("reducing: 0.001 on top of 0.25 open would flip")
+    assert vetoed(c, place(101_000, 1, is_ask=True)).startswith(
+        "reducing: only orders that shrink position 0.25 SOL: 1 on top of 250 open on that side would flip")
 
 
 # --- notional limit (exact micro-USDC) ------------------------------------------------------------
@@ -467,14 +468,30 @@ def test_reject_storm_halts_then_resumes_after_the_window_and_the_wait() -> None
         assert c.state == ("ACTIVE" if t == 120_000 else "HALTED")
 
 
-def test_lost_heartbeat_reduces_only_once_seen() -> None:
+def test_lost_heartbeat_reduces_only_once_seen_and_counts_from_the_last_beat() -> None:
     c = make_core()
-    assert states(c.handle(Heartbeats({"feed": None, "maker": None, "hedger": None, "gateway": None}), NOW)) == []
-    c.handle(Heartbeats({"feed": NOW, "maker": NOW, "hedger": NOW, "gateway": NOW}), NOW)
-    cmds = c.handle(Heartbeats({"feed": NOW + 1_000, "maker": None, "hedger": NOW + 1_000, "gateway": NOW + 1_000}), NOW + 1_000)
-    assert states(cmds) == [("REDUCING", "heartbeat: lost: maker")]
-    c.handle(Heartbeats({"feed": NOW + 2_000, "maker": NOW + 2_000, "hedger": NOW + 2_000, "gateway": NOW + 2_000}), NOW + 2_000)
-    assert states(c.on_timer(NOW + 4_000)) == [("ACTIVE", "")]
+
+    def beats(c: GuardCore, hb: dict, t: int) -> list:
+        c.handle(book(174_999, 175_001), t)
+        c.handle(position(0), t)
+        return c.handle(Heartbeats(hb), t)
+    assert states(beats(c, {"feed": None, "maker": None, "hedger": None, "gateway": None}, NOW)) == []
+    beat = {"feed": NOW, "maker": NOW, "hedger": NOW, "gateway": NOW}
+    beats(c, beat, NOW)
+    def gone(t: int) -> dict:   # the maker's key expired (5 s TTL): its last beat still counts
+        return {"feed": t, "maker": None, "hedger": t, "gateway": t}
+    assert states(beats(c, gone(NOW + 10_000), NOW + 10_000)) == []
+    cmds = beats(c, gone(NOW + 10_001), NOW + 10_001)
+    assert states(cmds) == [("REDUCING", "heartbeat: lost: maker (10.0s since its last beat)")]
+    beats(c, {n: NOW + 11_000 for n in beat}, NOW + 11_000)
+    c.handle(book(174_999, 175_001), NOW + 13_000)
+    assert c.state == "ACTIVE"
+    beats(c, {**{n: NOW + 30_000 for n in beat}, "hedger": None}, NOW + 30_000)   # hedger stopped on purpose ...
+    assert c.state == "REDUCING"
+    c.handle(position(0), NOW + 30_001)
+    cmds = c.handle(KillState(None, resume=True), NOW + 30_001)    # ... the operator says so
+    beats(c, {**{n: NOW + 32_002 for n in beat}, "hedger": None}, NOW + 32_002)
+    assert "heartbeat" not in {n for n, t in c.triggers.items.items() if t.active}
 
 
 def test_crossed_book_halts_without_moving_the_mid() -> None:
