@@ -137,11 +137,12 @@ async def ui_trader(obs: Observer) -> Taker:
 
 async def flatten_by_hand(obs: Observer, ui: Taker) -> None:
     """Close whatever position earlier tests left (the hedger leaves up to its trigger alone)."""
+    m = await mid(obs)
+    least = -(-10_500 * 1000 // m)   # lots worth the 10.5 USDC minimum notional: less cannot be traded
     pos = obs.position(await obs.state())
-    if abs(pos) >= 50:
-        m = await mid(obs)
+    if abs(pos) >= least:
         assert await ui.ioc(pos > 0, m - m // 100 if pos > 0 else m + m // 100, abs(pos)) is None
-    await until("flat within the minimum", lambda: _within(obs, 50), 10)
+    await until("flat within the minimum", lambda: _within(obs, least), 10)
     await until("ACTIVE", lambda: state_is(obs.sys, "ACTIVE"), 20)
 
 
