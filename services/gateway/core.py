@@ -403,6 +403,7 @@ class GatewayCore:
         self.stats = Stats()
         self.heartbeat_lost: set[str] = set()
         self.reducing = False   # risk:state REDUCING: only position-shrinking places and modifies go out
+        self._trimmed: set[int] = set()   # orders cancelled because, while REDUCING, they could flip the position
         self._heartbeat_seen: set[str] = set()
         self._verify_at_ms: int | None = None
         self._token_due_ms = 0
@@ -1013,6 +1014,8 @@ class GatewayCore:
         if reducing and not self.reducing:
             cmds += self._drop_adding(now_ms)
         self.reducing = reducing
+        if not reducing:
+            self._trimmed.clear()
         if value is not None:
             self.kill_reason = value
             if self.kill != "set":
@@ -1091,7 +1094,34 @@ class GatewayCore:
                 self.outbox.appendleft(Tx("cancel", o.market_id, reason="reducing: adding side", coi=o.coi))
         if adding:
             cmds.append(Note(f"risk:state REDUCING: cancelling {len(adding)} order(s) on the adding side", "warning"))
-        return cmds
+        return cmds + self._trim_reducing()
+
+    def _trim_reducing(self) -> list[Command]:
+        """While REDUCING, orders already resting on the reducing side must not be able to flip the position
+        either (a quote larger than what is left, a fill that shrank the position): the newest plain ones are
+        cancelled until plain + reduce-only exposure fits the position."""
+        if not self.reducing or not self.ledger.position_known:
+            return []
+        pos = self.ledger.effective_position
+        if pos == 0:
+            return []
+        side = [o for o in self.ledger.live() if o.is_ask == (pos > 0) and o.state not in (State.PENDING, State.APPROVED)
+                and o.coi not in self._trimmed]
+        plain = sorted((o for o in side if not o.reduce_only), key=lambda o: o.coi, reverse=True)
+        total = sum(o.exposure for o in side)
+        cut: list[int] = []
+        for o in plain:
+            if total <= abs(pos):
+                break
+            total -= o.exposure
+            cut.append(o.coi)
+        for coi in cut:
+            self._trimmed.add(coi)
+            if not any(q.coi == coi and q.action == "cancel" for q in self.outbox):
+                self.outbox.appendleft(Tx("cancel", self.ledger.get(coi).market_id, reason="reducing: could flip", coi=coi))  # type: ignore[union-attr]
+        if not cut:
+            return []
+        return [Note(f"risk:state REDUCING: cancelling {len(cut)} order(s) that could flip position {pos}", "warning")]
 
     def _on_stop(self, now_ms: int) -> list[Command]:
         self.stopping = True
@@ -1150,13 +1180,13 @@ class GatewayCore:
             return []   # our own snapshot coming back: already applied
         if isinstance(msg, Position):
             self.ledger.on_position(msg, now_ms)
-            return []
+            return self._trim_reducing()
         if isinstance(msg, Fill):
             if not self.ledger.on_fill(msg, now_ms):
                 return []
             self.stats.fills += 1
             live = self.live.get(msg.client_order_index)
-            return [Publish(self._account_event("fill", now_ms, msg.client_order_index, live, market_id=msg.market_id,
+            return self._trim_reducing() + [Publish(self._account_event("fill", now_ms, msg.client_order_index, live, market_id=msg.market_id,
                                                 is_ask=msg.is_ask, price=msg.price, size=msg.size,
                                                 message="maker" if msg.is_maker else "taker"))]
         coi = msg.client_order_index

@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 KNOWN_VERDICTS_KEEP_MS = 600_000    # verdicts found at recovery are forgotten after this
+MAX_COI = 2**48                      # Lighter's client_order_index is 48 bits (the venue refuses more)
 
 
 # --- events the shell feeds in besides shared.schemas messages -------------------------------------
@@ -517,6 +518,8 @@ class GuardCore:
             return self._veto(it, "market", f"market: intent for market {it.market_id}, guard runs {spec.market_id}")
         if it.price <= 0 or it.size <= 0 or lots <= 0:
             return self._veto(it, "invalid", f"invalid: price {it.price} size {it.size}")
+        if not 0 < it.client_order_index < MAX_COI:
+            return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} outside 1..2^48-1")
         if not replacing and self.ledger.get(it.client_order_index) is not None:
             return self._veto(it, "invalid", f"invalid: client_order_index {it.client_order_index} already in use")
         if it.created_ms + it.ttl_ms < now_ms:

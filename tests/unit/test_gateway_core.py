@@ -614,3 +614,19 @@ def test_reducing_lets_only_shrinking_orders_out_and_cancels_the_adding_side() -
     assert [e.kind for e in events(core.handle(IntentIn(big, "7-0"), T0 + 2))] == ["killed"]
     # a reduce-only ask beside the plain ask for the whole position: if it fills first, the plain one flips us
     assert not core.reduces(intent(8, is_ask=True, size=50, reduce_only=True))
+
+
+def test_reducing_cancels_resting_orders_that_could_flip_the_position() -> None:
+    core = ready_core()
+
+    def rest(coi: int, size: int, reduce_only: bool = False) -> None:
+        core.handle(AccountIn(OrderUpdate(market_id=2, order_index=coi, client_order_index=coi, is_ask=True, price=141_000,
+                                          initial_size=size, remaining_size=size, filled_size=0, status="open",
+                                          reduce_only=reduce_only, ts_ms=T0)), T0)
+    rest(801, 60)                     # a quote from before the state changed
+    rest(802, 60)
+    core.handle(AccountIn(Position(market_id=2, position=100, ts_ms=T0)), T0)   # long 0.1: 120 resting asks could flip it
+    core.handle(KillRead(None, state="REDUCING"), T0 + 1)
+    assert [(t.action, t.coi) for t in core.outbox] == [("cancel", 802)]          # the newest plain one goes
+    core.handle(AccountIn(Position(market_id=2, position=50, ts_ms=T0 + 2)), T0 + 2)   # a fill shrank the position
+    assert [(t.action, t.coi) for t in core.outbox] == [("cancel", 801), ("cancel", 802)]

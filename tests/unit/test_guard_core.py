@@ -146,7 +146,8 @@ def test_other_market_and_non_positive_amounts_vetoed() -> None:
     assert vetoed(c, place(0, 64)).startswith("invalid: ")
     assert vetoed(c, place(174_000, 0)).startswith("invalid: ")
     assert vetoed(c, place(-1, 64)).startswith("invalid: ")
-    assert c.vetoed == {"market": 1, "invalid": 3}
+    assert vetoed(c, place(174_000, 64, coi=2**48)).startswith("invalid: client_order_index")
+    assert c.vetoed == {"market": 1, "invalid": 4}
 
 
 def test_reused_client_order_index_vetoed() -> None:
