@@ -18,7 +18,8 @@ RECHECK_S = 1.0
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 
 
-def _s(raw: object) -> str | None:
+def text(raw: object) -> str | None:
+    """A Redis reply as text (None stays None)."""
     if raw is None:
         return None
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -35,16 +36,20 @@ def from_key(value: str | None, last: RiskState | None, now_ms: int) -> RiskStat
     return RiskState(state=value, reason="risk:state", ts_ms=now_ms)  # type: ignore[arg-type]
 
 
+def newest_state(newest: list | None) -> RiskState | None:
+    """The ``RiskState`` of an ``XREVRANGE risk:events + - COUNT 1`` reply (None: none, or unreadable)."""
+    if not newest:
+        return None
+    try:
+        msg = decode(newest[0][1])
+    except DecodeError:
+        return None
+    return msg if isinstance(msg, RiskState) else None
+
+
 def trading_view(state: object, newest: list | None, now_ms: int) -> dict[str, str]:
     """``{state, reason}`` for ``/health`` from a ``GET risk:state`` and an ``XREVRANGE risk:events COUNT 1``."""
-    last: RiskState | None = None
-    if newest:
-        try:
-            msg = decode(newest[0][1])
-            last = msg if isinstance(msg, RiskState) else None
-        except DecodeError:
-            last = None
-    st = from_key(_s(state), last, now_ms)
+    st = from_key(text(state), newest_state(newest), now_ms)
     return {"state": st.state, "reason": st.reason}
 
 
@@ -62,19 +67,11 @@ class RiskFollower:
         return self.bus.redis
 
     async def start(self, now_ms: int) -> RiskState:
-        value = _s(await self.redis.get(keys.RISK_STATE))
+        value = text(await self.redis.get(keys.RISK_STATE))
         newest = await self.redis.xrevrange(keys.RISK_EVENTS, count=1)
-        last: RiskState | None = None
-        start = "0-0"
-        if newest:
-            start = _s(newest[0][0]) or "0-0"
-            try:
-                msg = decode(newest[0][1])
-                last = msg if isinstance(msg, RiskState) else None
-            except DecodeError:
-                last = None
+        start = (text(newest[0][0]) or "0-0") if newest else "0-0"
         self.tail = TailReader(self.bus, [keys.RISK_EVENTS], start=start, block_ms=self.block_ms)
-        self.current = from_key(value, last, now_ms)
+        self.current = from_key(value, newest_state(newest), now_ms)
         self._checked = time.monotonic()
         return self.current
 
@@ -91,7 +88,7 @@ class RiskFollower:
             self.current = out[-1]
         if time.monotonic() - self._checked >= RECHECK_S:
             self._checked = time.monotonic()
-            keyed = from_key(_s(await self.redis.get(keys.RISK_STATE)), self.current, now_ms)
+            keyed = from_key(text(await self.redis.get(keys.RISK_STATE)), self.current, now_ms)
             if self.current is None or keyed.state != self.current.state:
                 self.current = keyed
                 out.append(keyed)

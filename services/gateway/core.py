@@ -32,11 +32,12 @@ Rules it enforces:
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
 from shared.ids import source_of
-from shared.ledger import INFERRED, OrderLedger, State
+from shared.ledger import INFERRED, Order, OrderLedger, State
 from shared.schemas import AccountGap, Fill, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, Trace
 
 from . import txs
@@ -1046,18 +1047,9 @@ class GatewayCore:
             if not self.signer_ready:
                 continue
             # queued maker places and modifies never go out; what was sent is cancelled by index
-            keep: deque[Tx] = deque()
-            dropped = 0
-            for tx in self.outbox:
-                if tx.intent is not None and tx.intent.source == "maker" and tx.action in ("place", "modify"):
-                    dropped += 1
-                    self.stats.killed += 1
-                    if tx.action == "place":
-                        cmds.append(ForgetOpen(tx.intent.client_order_index))
-                    cmds += self._outcome(tx, "killed", now_ms, message=f"{name} heartbeat lost: not sent")
-                else:
-                    keep.append(tx)
-            self.outbox = keep
+            dropped, killed = self._kill_queued(lambda tx: tx.intent is not None and tx.intent.source == "maker",
+                                                now_ms, f"{name} heartbeat lost: not sent")
+            cmds += killed
             sent = sorted((o for o in self.ledger.live("maker") if o.state not in (State.PENDING, State.APPROVED)),
                           key=lambda o: o.coi)
             if not sent and not dropped:
@@ -1065,33 +1057,42 @@ class GatewayCore:
             self.stats.heartbeat_cancels += 1
             cmds.append(Note(f"{name} heartbeat lost (> {timeout} ms): cancelling {len(sent)} maker order(s), "
                              f"dropping {dropped} queued", "warning"))
-            for o in sent:
-                if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
-                    self.outbox.appendleft(Tx("cancel", o.market_id, reason=f"{name} heartbeat lost", coi=o.coi))
+            self._cancel_by_index(sent, f"{name} heartbeat lost")
         return cmds
+
+    def _kill_queued(self, which: Callable[[Tx], bool], now_ms: int, message: str) -> tuple[int, list[Command]]:
+        """Queued places and modifies chosen by ``which`` never go out: each gets a ``killed`` outcome."""
+        cmds: list[Command] = []
+        keep: deque[Tx] = deque()
+        for tx in self.outbox:
+            if tx.action in ("place", "modify") and tx.intent is not None and which(tx):
+                self.stats.killed += 1
+                if tx.action == "place":
+                    cmds.append(ForgetOpen(tx.intent.client_order_index))
+                cmds += self._outcome(tx, "killed", now_ms, message=message)
+            else:
+                keep.append(tx)
+        dropped = len(self.outbox) - len(keep)
+        self.outbox = keep
+        return dropped, cmds
+
+    def _cancel_by_index(self, orders: Iterable[Order], reason: str) -> None:
+        """Cancel each sent order by its index, first in the queue, unless a cancel of it is queued already."""
+        for o in orders:
+            if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
+                self.outbox.appendleft(Tx("cancel", o.market_id, reason=reason, coi=o.coi))
 
     def _drop_adding(self, now_ms: int) -> list[Command]:
         """Entering REDUCING: queued places/modifies that could add never go out, and every order that
         rests on the adding side is cancelled by index (the producers pull theirs too; this is the backstop)."""
         self.reducing = True
-        cmds: list[Command] = []
-        keep: deque[Tx] = deque()
-        for tx in self.outbox:
-            it = tx.intent
-            if it is not None and tx.action in ("place", "modify") and tx.entry_id is not None and not self.reduces(it):
-                self.stats.killed += 1
-                if tx.action == "place":
-                    cmds.append(ForgetOpen(it.client_order_index))
-                cmds += self._outcome(tx, "killed", now_ms, message="risk:state REDUCING: it could add to the position")
-            else:
-                keep.append(tx)
-        self.outbox = keep
+        _, cmds = self._kill_queued(lambda tx: tx.intent is not None and tx.entry_id is not None
+                                    and not self.reduces(tx.intent),
+                                    now_ms, "risk:state REDUCING: it could add to the position")
         pos = self.ledger.effective_position
         adding = sorted((o for o in self.ledger.live() if o.state not in (State.PENDING, State.APPROVED)
                          and (pos == 0 or o.is_ask != (pos > 0))), key=lambda o: o.coi)
-        for o in adding:
-            if not any(q.coi == o.coi and q.action == "cancel" for q in self.outbox):
-                self.outbox.appendleft(Tx("cancel", o.market_id, reason="reducing: adding side", coi=o.coi))
+        self._cancel_by_index(adding, "reducing: adding side")
         if adding:
             cmds.append(Note(f"risk:state REDUCING: cancelling {len(adding)} order(s) on the adding side", "warning"))
         return cmds + self._trim_reducing()
@@ -1109,16 +1110,14 @@ class GatewayCore:
                 and o.coi not in self._trimmed]
         plain = sorted((o for o in side if not o.reduce_only), key=lambda o: o.coi, reverse=True)
         total = sum(o.exposure for o in side)
-        cut: list[int] = []
+        cut: list[Order] = []
         for o in plain:
             if total <= abs(pos):
                 break
             total -= o.exposure
-            cut.append(o.coi)
-        for coi in cut:
-            self._trimmed.add(coi)
-            if not any(q.coi == coi and q.action == "cancel" for q in self.outbox):
-                self.outbox.appendleft(Tx("cancel", self.ledger.get(coi).market_id, reason="reducing: could flip", coi=coi))  # type: ignore[union-attr]
+            cut.append(o)
+        self._trimmed.update(o.coi for o in cut)
+        self._cancel_by_index(cut, "reducing: could flip")
         if not cut:
             return []
         return [Note(f"risk:state REDUCING: cancelling {len(cut)} order(s) that could flip position {pos}", "warning")]

@@ -23,8 +23,8 @@ from shared.cli import fail
 from shared.config import Settings
 from shared.degraded import DegradedWatch
 from shared.runtime import REDIS_ERRORS, Runtime
-from shared.schemas import (AccountGap, BookTop, DecodeError, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position,
-                            Reconcile, RiskState, decode, encode)
+from shared.risk_watch import newest_state, text
+from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, encode
 from shared.starvation import Starvation
 
 from services.guard.core import (
@@ -103,14 +103,9 @@ class GuardService:
             self.core.handle(ev, at_ms)  # history: its commands were carried out back then
         self._last_ids = dict(rec.last_ids)
         now = clock.now_ms()
-        last = await rt.redis.xrevrange(keys.RISK_EVENTS, count=1)
-        if last:
-            try:
-                prev = decode(last[0][1])
-            except DecodeError:
-                prev = None
-            if isinstance(prev, RiskState) and prev.triggers:
-                self.core.handle(Restored(dict(prev.triggers)), now)   # latched triggers survive a restart
+        prev = newest_state(await rt.redis.xrevrange(keys.RISK_EVENTS, count=1))
+        if prev is not None and prev.triggers:
+            self.core.handle(Restored(dict(prev.triggers)), now)   # latched triggers survive a restart
         await self._read_flags(rt)   # the operator's switches count from the first state on
         await self._execute(rt, self.core.handle(Recovered(rec.known_verdicts), now))
         self._position_gauge.set(self.core.position)
@@ -279,7 +274,7 @@ class GuardService:
             log.error("risk:kill/risk:reduce unreadable (%s); halting", kill_raw if isinstance(kill_raw, Exception) else reduce_raw)
             await self._execute(rt, self.core.handle(KillState(None, readable=False), now))
             return
-        reason, reduce = _text(kill_raw), _text(reduce_raw)
+        reason, reduce = text(kill_raw), text(reduce_raw)
         if reason != self.core.kill:
             log.warning("risk:kill %s", f"set: {reason}" if reason is not None else "cleared")
         cmds = self.core.handle(KillState(reason, reduce=reduce, resume=resume_raw is not None
@@ -382,12 +377,6 @@ class GuardService:
                 pipe.xadd(keys.RISK_EVENTS, encode(st), maxlen=keys.RISK_EVENTS_MAXLEN, approximate=True)
                 await pipe.execute()
                 self._state_todo.pop(0)
-
-
-def _text(raw: object) -> str | None:
-    if raw is None:
-        return None
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def build(settings: Settings) -> GuardService:

@@ -376,8 +376,7 @@ class GuardCore:
             limit = int(self.cfg.triggers.heartbeat.after_s * 1000)
             self.beat_last = {n: t for n, t in self.beat_last.items() if now_ms - t <= limit}   # stopped on purpose
             self.beats_lost = None
-            for name, cond in self._conditions(now_ms).items():   # what still holds after the reset
-                tr[name].observe(cond if self.limits.enabled else None, now_ms)
+            self._observe(now_ms)   # what still holds after the reset
             for t in tr.values():
                 t.resume()
             cmds.append(ClearResume())
@@ -429,12 +428,16 @@ class GuardCore:
         out["crossed_book"] = self.crossed
         return out
 
+    def _observe(self, now_ms: int) -> None:
+        """Feed every automatic trigger its condition now (none while the guard rails are off)."""
+        for name, cond in self._conditions(now_ms).items():
+            self.triggers.items[name].observe(cond if self.limits.enabled else None, now_ms)
+
     def _evaluate(self, now_ms: int) -> list[Command]:
         """Feed every trigger its condition; publish the state when it (or its reason) changed."""
         if self.started_ms is None:
             return []   # still replaying history: the state is decided once, at the end
-        for name, cond in self._conditions(now_ms).items():
-            self.triggers.items[name].observe(cond if self.limits.enabled else None, now_ms)
+        self._observe(now_ms)
         state, reason, active = self.triggers.state()
         if self.published and state == self.state and reason == self.reason:
             return []

@@ -53,22 +53,10 @@ class Faults:
         return None
 
     def frozen(self, market_id: int, now_ms: int) -> bool:
-        until = self.freeze_until_ms.get(market_id)
-        if until is None:
-            return False
-        if now_ms >= until:
-            del self.freeze_until_ms[market_id]
-            return False
-        return True
+        return _holds(self.freeze_until_ms, market_id, now_ms)
 
     def account_muted(self, account: int, now_ms: int) -> bool:
-        until = self.mute_until_ms.get(account)
-        if until is None:
-            return False
-        if now_ms >= until:
-            del self.mute_until_ms[account]
-            return False
-        return True
+        return _holds(self.mute_until_ms, account, now_ms)
 
     def take_skip(self, market_id: int) -> bool:
         n = self.skip_nonce.get(market_id, 0)
@@ -79,6 +67,17 @@ class Faults:
                 self.skip_nonce[market_id] = n - 1
             return True
         return False
+
+
+def _holds(until_ms: dict[int, int], key: int, now_ms: int) -> bool:
+    """True while the deadline for ``key`` is ahead; a passed one is forgotten."""
+    until = until_ms.get(key)
+    if until is None:
+        return False
+    if now_ms >= until:
+        del until_ms[key]
+        return False
+    return True
 
 
 def _int(body: dict[str, Any], key: str, default: int | None = None) -> int:
