@@ -23,7 +23,10 @@ import yaml
 from redis.asyncio import Redis
 
 from bench import budget, floor
+from bench.lab import lab_speed
+from bench.lab import markdown as lab_markdown
 from bench.latency import hop_table, markdown, percentile
+from lab.latency import hops_from_traces
 from services.venue.bench import machine as venue_machine
 from shared import keys
 from shared.cli import Parser
@@ -184,6 +187,13 @@ def main() -> None:
     print(budget.markdown(rows))
     results: dict[str, object] = {"machine": machine(), "latency": table, "kill_to_flat_ms": flats, "ts": int(time.time()),
                                   "requote": live, "floor": floor_row, "floor_parts": parts, "budget": rows}
+    lab = lab_speed()
+    print("\nStrategy lab, one simulated hour (lighter-bot backtest without the report):\n")
+    print(lab_markdown(lab))
+    results["lab"] = lab
+    hops = hops_from_traces(traces)
+    Path(REPO / "bench-results").mkdir(exist_ok=True)
+    (REPO / "bench-results" / "hops.json").write_text(json.dumps(hops))   # lighter-bot --latency empirical:FILE
     if not a.skip_venue:
         out = subprocess.run([sys.executable, "-m", "services.venue.bench"], cwd=REPO, capture_output=True, text=True)
         print("\nVenue throughput:\n" + out.stdout)

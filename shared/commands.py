@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+from shared.ids import IdMint
 from shared.schemas import OrderIntent, Source
 
 Tif = Literal["post_only", "gtt", "ioc"]
@@ -64,6 +65,20 @@ class Note:
 
     text: str
     level: Literal["info", "warning"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Leftovers:
+    """An input, not a command: orders a previous run of this producer left resting (``gw:open``),
+    which this run does not know; the core cancels them (the mint advances inside the core, so a
+    replay of the core's inputs reproduces these cancels too)."""
+
+    market_id: int
+    cois: tuple[int, ...]
+
+
+def cancel_leftovers(mint: "IdMint", ev: Leftovers, now_ms: int) -> list["Command"]:
+    return [Cancel(coi, mint.intent_id(mint.next_coi(now_ms)), "left over by a previous run") for coi in ev.cois]
 
 
 Command = Union[Place, Cancel, Modify, Reject, Note]

@@ -7,6 +7,7 @@ the exchange minimum wins over the configured band (the guard's notional limit s
 """
 from __future__ import annotations
 
+import functools
 import math
 from decimal import Decimal
 from fractions import Fraction
@@ -81,6 +82,7 @@ def moved_bps(old: int, new: int, mid: Fraction) -> Fraction:
     return Fraction(abs(new - old) * BPS) / mid
 
 
+@functools.lru_cache(maxsize=256)
 def frac(d: Decimal | int) -> Fraction:
-    """Exact rational from a config Decimal."""
+    """Exact rational from a config Decimal (cached: the same few config values on every decision)."""
     return Fraction(d)

@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError
 from shared import clock, keys
 from shared.bus import Entry, GroupConsumer, TailReader
 from shared.commands import Order as ORDER_COMMANDS
-from shared.commands import Cancel, Command, Modify, Note, Place, Reject, to_intent
+from shared.commands import Command, Leftovers, Modify, Note, Place, Reject, to_intent
 from shared.config import Settings
 from shared.degraded import DegradedWatch
 from shared.ledger import RESTING, OrderLedger
@@ -43,6 +43,7 @@ from shared.risk_watch import RiskFollower
 from shared.runtime import REDIS_ERRORS, Runtime
 from shared.schemas import BookTop, Msg, OrderEvent, Source, encode
 from shared.starvation import Starvation
+from shared.tap import tapped
 
 
 class Core(Protocol):
@@ -57,6 +58,20 @@ class Core(Protocol):
     def shutdown(self, now_ms: int) -> list[Command]: ...
     def fresh(self, now_ms: int) -> bool: ...
     def snapshot(self) -> dict[str, Any]: ...
+
+
+def leftovers(records: dict[Any, Any], name: str, market_id: int) -> Leftovers:
+    """The ``gw:open`` records a previous run of ``name`` left in ``market_id``, as one core event."""
+    cois = []
+    for coi_b, raw in records.items():
+        try:
+            rec = orjson.loads(raw)
+            coi = int(coi_b)
+        except (ValueError, orjson.JSONDecodeError):
+            continue
+        if str(rec.get("intent_id", "")).startswith(f"{name}-") and rec.get("market") == market_id:
+            cois.append(coi)
+    return Leftovers(market_id=market_id, cois=tuple(sorted(cois)))
 
 
 async def create_group(redis: Redis, stream: str, group: str, start: str) -> None:
@@ -75,7 +90,8 @@ class QuotingShell:
         if settings.env.account_index is None:
             raise ValueError("LIGHTER_ACCOUNT_INDEX is not set")
         self.name: Source = name
-        self.settings, self.core, self.ttl_ms, self.dry_run = settings, core, ttl_ms, dry_run
+        self.settings, self.ttl_ms, self.dry_run = settings, ttl_ms, dry_run
+        self.core = tapped(core, name, settings)   # LIGHTER_TAP_DIR set: every core input recorded for replay
         self.timer_s, self.block_ms = timer_s, block_ms
         self.log = logging.getLogger(name)
         self.acct_stream = keys.acct(settings.env.account_index)
@@ -129,20 +145,10 @@ class QuotingShell:
             return
         records = await rt.redis.hgetall(keys.GATEWAY_OPEN_ORDERS)  # type: ignore[misc]
         ns = clock.now_ns()
-        cancels = []
-        for coi_b, raw in records.items():
-            try:
-                rec = orjson.loads(raw)
-                coi = int(coi_b)
-            except (ValueError, orjson.JSONDecodeError):
-                continue
-            if str(rec.get("intent_id", "")).startswith(f"{self.name}-") and rec.get("market") == self.core.market_id:
-                cid = self.core.mint.next_coi(ns // 1_000_000)
-                cancels.append(to_intent(Cancel(coi, self.core.mint.intent_id(cid), "left over by a previous run"),
-                                         self.name, self.core.market_id, ns // 1_000_000, ns, self.ttl_ms))
-        if cancels:
-            await rt.bus.publish_many(keys.ORDERS_INTENTS, cancels)
-            self.log.warning("cancelling %d order(s) left over by a previous run", len(cancels))
+        cmds = self.core.handle(leftovers(records, self.name, self.core.market_id), ns // 1_000_000)
+        if cmds:
+            await self._execute(rt, cmds, ns, None, None)
+            self.log.warning("cancelling %d order(s) left over by a previous run", len(cmds))
 
     async def run(self, rt: Runtime) -> None:
         await asyncio.gather(rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),

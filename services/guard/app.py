@@ -26,6 +26,7 @@ from shared.runtime import REDIS_ERRORS, Runtime
 from shared.risk_watch import newest_state, text
 from shared.schemas import AccountGap, BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, encode
 from shared.starvation import Starvation
+from shared.tap import tapped
 
 from services.guard.core import (
     Approve,
@@ -71,7 +72,7 @@ class GuardService:
             raise ValueError("LIGHTER_ACCOUNT_INDEX is required: the guard tracks our account stream")
         self.settings = settings
         self.spec = settings.market_spec
-        self.core = GuardCore(self.spec, GuardLimits.from_settings(settings))
+        self.core = tapped(GuardCore(self.spec, GuardLimits.from_settings(settings)), "guard", settings)
         self.acct_stream = keys.acct(settings.env.account_index)
         self.consumer_name = consumer
         self.block_ms = block_ms

@@ -33,7 +33,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from shared.books import book_problem
-from shared.commands import STRAY_GRACE_MS, Cancel, Command, Note, Place, Reject
+from shared.commands import STRAY_GRACE_MS, Cancel, Command, Leftovers, Note, Place, Reject, cancel_leftovers
 from shared.config import HedgerConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import OrderLedger, State
@@ -125,7 +125,9 @@ class HedgerCore:
         return self.ledger.effective_position if self.ledger.position_known else None
 
     # --- events ---------------------------------------------------------------------------------
-    def handle(self, event: Msg, now_ms: int) -> list[Command]:
+    def handle(self, event: Msg | Leftovers, now_ms: int) -> list[Command]:
+        if isinstance(event, Leftovers):
+            return cancel_leftovers(self.mint, event, now_ms) if event.market_id == self.market_id else []
         if isinstance(event, RiskState):
             self.risk_state, self.risk_reason = event.state, event.reason
             return self._evaluate(now_ms)

@@ -37,12 +37,11 @@ is quoted before the position is known (the guard would veto it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
 from shared.books import book_problem
-from shared.commands import STRAY_GRACE_MS, Cancel, Command, Modify, Note, Place, Reject
+from shared.commands import STRAY_GRACE_MS, Cancel, Command, Leftovers, Modify, Note, Place, Reject, cancel_leftovers
 from shared.config import MakerConfig, RateConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import RESTING, OrderLedger, State, Transition
@@ -124,7 +123,9 @@ class MakerCore:
         return self.ledger.effective_position
 
     # --- events ---------------------------------------------------------------------------------
-    def handle(self, event: Msg, now_ms: int) -> list[Command]:
+    def handle(self, event: Msg | Leftovers, now_ms: int) -> list[Command]:
+        if isinstance(event, Leftovers):
+            return cancel_leftovers(self.mint, event, now_ms) if event.market_id == self.market_id else []
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
         if isinstance(event, RiskState):
@@ -209,7 +210,7 @@ class MakerCore:
         trending = t.enabled and abs(trend) >= float(t.trigger_bps)
         hs = frac(cfg.spread_bps)
         if v.enabled and v.spread_multiplier:
-            hs += frac(v.spread_multiplier) * Fraction(Decimal(f"{vol:.2f}"))
+            hs += frac(v.spread_multiplier) * Fraction(f"{vol:.2f}")
         if trending:
             hs *= frac(t.widen_factor)
         self.half_spread_bps = hs

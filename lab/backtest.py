@@ -1,0 +1,94 @@
+"""One backtest: settings + model + seed + hours → the simulated session, its summary and its charts."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from analytics.session import SessionBuilder, curves, summarize
+from services.venue.flow import parse_tape
+from services.venue.markets import default_markets
+from shared.config import Settings
+
+from lab.latency import Latency
+from lab.sim import ACCOUNT, Recorder, Sim
+
+
+@dataclass(frozen=True)
+class Run:
+    model: str = "calm"
+    seed: int = 1
+    hours: float = 1.0
+    tape: str | None = None
+    latency: str = "constant"
+    tier: str | None = None
+
+
+def tapes_from(path: str | None, market_id: int) -> dict[int, Any] | None:
+    if not path:
+        return None
+    with open(path, "rb") as fh:
+        return parse_tape(fh, {market_id: default_markets()[market_id]})
+
+
+def simulate(settings: Settings, run: Run, progress: Callable[[int], None] | None = None) -> tuple[Sim, float]:
+    """Run the session; returns the finished simulation and its wall-clock seconds."""
+    model = run.model if not run.tape else "replay"
+    sim = Sim(settings, model=model, seed=run.seed, latency=Latency.parse(run.latency),
+              tapes=tapes_from(run.tape, settings.market_spec.market_id), venue_tier=run.tier, record=Recorder())
+    t0 = time.perf_counter()
+    end = sim.start_ms + int(run.hours * 3_600_000)
+    sim.run(end, progress)
+    sim.stop()
+    sim.run(end + 2_000)   # the stop's cancels reach the venue (the session is judged at ``end``)
+    return sim, time.perf_counter() - t0
+
+
+def session_of(sim: Sim, settings: Settings) -> SessionBuilder:
+    b = SessionBuilder(settings.market_spec, ACCOUNT)
+    for m in sim.rec.books:
+        b.feed(m)
+    for m in sim.rec.account:
+        b.feed(m)
+    for m in sim.rec.intents:
+        b.feed(m)
+    return b
+
+
+def backtest(settings: Settings, run: Run, out: Path | None = None, overrides: dict[str, str] | None = None,
+             progress: Callable[[int], None] | None = None, charts: bool = True) -> dict[str, Any]:
+    sim, wall = simulate(settings, run, progress)
+    end = sim.start_ms + int(run.hours * 3_600_000)
+    session = session_of(sim, settings)
+    summary = summarize(session, start_ms=sim.start_ms, end_ms=end)
+    summary.update({"wall_seconds": round(wall, 3), "events": sim.events_run,
+                    "sim_per_wall": round((end - sim.start_ms) / 1000 / wall, 1) if wall > 0 else None,
+                    "model": sim.vcfg.model, "seed": run.seed, "hours": run.hours, "latency": sim.latency.spec,
+                    "tape": run.tape, "profile": settings.profile, "overrides": overrides or {},
+                    "intents": len(sim.rec.intents), "intent_digest": sim.rec.digest()})
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        if charts:
+            from lab.report import write_report
+            write_report(out, summary, curves(session, 1_000, start_ms=sim.start_ms, end_ms=end),
+                         f"{settings.market_spec.symbol} backtest: {sim.vcfg.model}, seed {run.seed}, {run.hours:g} h")
+    return summary
+
+
+def progress_printer(start_ms: int, end_ms: int, label: str = "") -> Callable[[int], None]:
+    t0 = time.perf_counter()
+
+    def show(t: int) -> None:
+        done = (t - start_ms) / max(1, end_ms - start_ms)
+        wall = time.perf_counter() - t0
+        eta = wall / done - wall if done > 0 else 0.0
+        sys.stderr.write(f"\r{label}{done:6.1%} simulated ({(t - start_ms) / 1000:,.0f} s) in {wall:5.1f} s, "
+                         f"eta {eta:4.0f} s ")
+        sys.stderr.flush()
+    return show

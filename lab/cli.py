@@ -1,0 +1,235 @@
+"""``lighter-bot``: the strategy lab's command line (backtest, sweep, record, replay, report).
+
+Every flag is documented in README "Strategy lab". A bad flag, config key or file is one line on
+stderr naming it and exit status 2, before anything runs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from shared.cli import Parser
+from shared.config import ConfigError, Settings, load_settings
+
+from lab.latency import Latency, LatencyError
+from lab.overrides import apply_overrides, parse_pairs
+
+PROG = "lighter-bot"
+MODELS = ("calm", "burst", "trend", "informed", "as", "mixed")
+
+
+class UsageError(Exception):
+    """A flag's value is wrong (the message names the flag)."""
+
+
+def _err(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 2
+
+
+def _settings(a: object) -> Settings:
+    s = load_settings(getattr(a, "config", None), getattr(a, "profile", None))
+    return apply_overrides(s, parse_pairs(getattr(a, "set", []) or [], "--set"), "--set")
+
+
+def _model(text: str) -> str:
+    from services.venue.flow import MODEL_NAMES
+    names = [n.strip() for n in text.split(",")]
+    if not all(n in MODEL_NAMES for n in names):
+        raise UsageError(f"--model: unknown {text!r}; choose from {', '.join(MODEL_NAMES)} (comma list = mixed)")
+    return text
+
+
+def _common(p: Parser) -> None:
+    p.add_argument("--model", default="calm", help="venue market model (calm, burst, trend, informed, as; comma list = mixed)")
+    p.add_argument("--seed", type=int, default=1, help="RNG seed of the venue and the latency model (default 1)")
+    p.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
+    p.add_argument("--config", default=None, help="config file (default config.yaml)")
+    p.add_argument("--profile", default=None, help="market profile (default the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--tape", default=None, help="JSONL tape (services/venue/README.md) played by the venue's replay model")
+    p.add_argument("--latency", default="constant", help="constant[:ws=MS,bus=MS,rest=MS] or empirical:FILE")
+    p.add_argument("--tier", choices=("premium", "standard"), default=None, help="venue account tier (default venue.tier)")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def _run(a: object):
+    from lab.backtest import Run
+    _model(getattr(a, "model"))
+    Latency.parse(getattr(a, "latency"))
+    hours = getattr(a, "hours")
+    if not 0 < hours <= 24 * 30:
+        raise UsageError(f"--hours: must be > 0 and <= 720, got {hours:g}")
+    tape = getattr(a, "tape")
+    if tape and not Path(tape).is_file():
+        raise UsageError(f"--tape: no such file: {tape}")
+    return Run(getattr(a, "model"), getattr(a, "seed"), hours, tape, getattr(a, "latency"), getattr(a, "tier"))
+
+
+def cmd_backtest(a: object) -> int:
+    from lab.backtest import backtest, progress_printer
+    settings = _settings(a)
+    run = _run(a)
+    out = Path(getattr(a, "out"))
+    prog = progress_printer(0, int(run.hours * 3_600_000)) if sys.stderr.isatty() or os.environ.get("LAB_PROGRESS") else None
+    from lab.sim import LAB_EPOCH_MS
+    shown = (lambda t: prog(t - LAB_EPOCH_MS)) if prog else None
+    summary = backtest(settings, run, out, parse_pairs(getattr(a, "set"), "--set"), shown)
+    if prog:
+        sys.stderr.write("\n")
+    print(f"{summary['sim_seconds']:.0f} s simulated in {summary['wall_seconds']:.2f} s "
+          f"({summary['sim_per_wall']}x): pnl {summary['pnl_usd']} USD, {summary['fills_maker']} maker / "
+          f"{summary['fills_hedger']} hedger fills; {out}/summary.json, {out}/report.html")
+    return 0
+
+
+def cmd_sweep(a: object) -> int:
+    from lab.sweep import sweep
+    settings = _settings(a)
+    run = _run(a)
+    grid: dict[str, list[str]] = {}
+    for g in getattr(a, "grid"):
+        key, eq, vals = g.partition("=")
+        values = [v.strip() for v in vals.split(",") if v.strip()]
+        if not eq or not values:
+            raise UsageError(f"--grid: expected KEY=V1,V2,..., got {g!r}")
+        grid[key.strip()] = values
+        for v in values:   # every value must be a valid setting before any job starts
+            if key.strip() not in ("model", "seed", "hours", "latency", "tier"):
+                apply_overrides(settings, {key.strip(): v}, "--grid")
+    if not grid:
+        raise UsageError("--grid: at least one KEY=V1,V2,... is required")
+    seeds = getattr(a, "seeds")
+    if seeds < 1:
+        raise UsageError(f"--seeds: must be >= 1, got {seeds}")
+    out = Path(getattr(a, "out"))
+    t0 = time.perf_counter()
+
+    def progress(n: int, total: int) -> None:
+        sys.stderr.write(f"\r{n}/{total} backtests done in {time.perf_counter() - t0:.1f} s ")
+        sys.stderr.flush()
+    rows = sweep(settings, run, grid, seeds, out, getattr(a, "executor"), getattr(a, "workers"), getattr(a, "metric"),
+                 progress)
+    sys.stderr.write("\n")
+    print(f"{len(rows)} backtests in {time.perf_counter() - t0:.1f} s; {out}/ranked.md, {out}/sweep.html")
+    return 0
+
+
+def cmd_record(a: object) -> int:
+    from redis import Redis
+
+    from lab import recording
+    settings = load_settings(getattr(a, "config", None))
+    market = settings.market_spec.market_id if getattr(a, "market") is None else getattr(a, "market")
+    account = getattr(a, "account")
+    since = int((time.time() - getattr(a, "since_s")) * 1000) if getattr(a, "since_s") else 0
+    r = Redis.from_url(getattr(a, "redis_url"))
+    entries: list[tuple[str, str, dict[str, str]]] = []
+    try:
+        for stream in recording.streams_for(market, account):
+            start = f"{since}-0"
+            while True:
+                batch = r.xrange(stream, min=start, count=5000)
+                if not batch:
+                    break
+                for eid, fields in batch:
+                    entries.append((stream, eid.decode(), {k.decode(): v.decode() for k, v in fields.items()}))
+                ms, seq = batch[-1][0].decode().split("-")
+                start = f"{ms}-{int(seq) + 1}"
+    finally:
+        r.close()
+    tap_dir = Path(getattr(a, "tap_dir"))
+    taps: dict[str, list[bytes]] = {}
+    for f in sorted(tap_dir.glob("*.tap.jsonl")) if tap_dir.is_dir() else []:
+        taps[f.name.removesuffix(".tap.jsonl")] = f.read_bytes().splitlines()
+    counts = recording.write(Path(getattr(a, "out")), market, account, taps, entries)
+    print(f"recorded {counts['stream_entries']} stream entries and {counts['tap_lines']} core inputs "
+          f"({', '.join(sorted(taps)) or 'no taps: set LIGHTER_TAP_DIR for the services'}) to {getattr(a, 'out')}")
+    return 0
+
+
+def cmd_replay(a: object) -> int:
+    from lab import recording
+    rec = recording.read(Path(getattr(a, "file")))
+    rep = recording.replay(rec)
+    if getattr(a, "json"):
+        print(orjson.dumps({"ok": rep.ok, "compared": rep.compared,
+                            "first_divergence": {k: d.text() for k, d in rep.first.items()}}).decode())
+    else:
+        for svc, n in rep.compared.items():
+            d = rep.first.get(svc)
+            print(f"{svc}: {n} {'verdicts' if svc == 'guard' else 'intents'} compared: "
+                  f"{'identical' if d is None else 'FIRST DIVERGENCE ' + d.text()}")
+        if not rep.compared:
+            print("nothing to compare: the recording holds no core taps (LIGHTER_TAP_DIR was not set)")
+    return 0 if rep.ok else 1
+
+
+def cmd_report(a: object) -> int:
+    from analytics.session import SessionBuilder, curves, summarize
+    from lab import recording
+    from lab.report import write_report
+    rec = recording.read(Path(getattr(a, "file")))
+    settings = load_settings(getattr(a, "config", None))
+    b = SessionBuilder(settings.market_spec, rec.header.get("account"))
+    for _, _, m in rec.entries:
+        b.feed(m)
+    summary = summarize(b)
+    out = Path(getattr(a, "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_report(out, summary, curves(b, 1_000), f"{settings.market_spec.symbol} live session")
+    print(f"{out}/summary.json, {out}/report.html")
+    return 0
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="lighter-bot strategy lab: the trading cores in simulated time")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    b = sub.add_parser("backtest", help="one simulated session: summary.json, report.html, charts")
+    _common(b)
+    s = sub.add_parser("sweep", help="a grid of backtests x seeds, ranked")
+    _common(s)
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", help="a config key (or model/seed/hours) and its values")
+    s.add_argument("--seeds", type=int, default=3, help="seeds per grid point (default 3)")
+    s.add_argument("--executor", default="process", help="process (default), serial, dask-local or dask:ADDRESS")
+    s.add_argument("--workers", type=int, default=None, help="pool size (default: CPU count)")
+    s.add_argument("--metric", default="pnl_usd", help="the summary key to rank by (default pnl_usd)")
+    r = sub.add_parser("record", help="capture a live session (streams + core taps) to a gzip'd file")
+    r.add_argument("--out", required=True)
+    r.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6399/0"))
+    r.add_argument("--tap-dir", default=os.environ.get("LIGHTER_TAP_DIR", "var/tap"))
+    r.add_argument("--account", type=int, default=int(os.environ.get("LIGHTER_ACCOUNT_INDEX", "100")))
+    r.add_argument("--market", type=int, default=None, help="market id (default the config's)")
+    r.add_argument("--since-s", type=float, default=0.0, help="only the last N seconds of the streams (default all)")
+    r.add_argument("--config", default=None)
+    rp = sub.add_parser("replay", help="re-run the recorded core inputs; report the first divergence (exit 1)")
+    rp.add_argument("file")
+    rp.add_argument("--json", action="store_true")
+    rr = sub.add_parser("report", help="summary.json and report.html of a recorded live session")
+    rr.add_argument("file")
+    rr.add_argument("--out", required=True)
+    rr.add_argument("--config", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
+    handler = {"backtest": cmd_backtest, "sweep": cmd_sweep, "record": cmd_record, "replay": cmd_replay,
+               "report": cmd_report}[a.cmd]
+    from lab.recording import RecordingError
+    try:
+        code = handler(a)
+    except ConfigError as e:
+        code = _err(str(e))
+    except (LatencyError, RecordingError, UsageError) as e:
+        code = _err(str(e).splitlines()[0])
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
