@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import time
 
-from lab.sim import Sim
+from lab.sim import Sim, fast_gc
 from shared.config import load_settings
 
 
 def lab_speed(hours: float = 1.0, model: str = "calm", seed: int = 1) -> dict[str, float]:
     sim = Sim(load_settings(), model=model, seed=seed)
     t0 = time.perf_counter()
-    sim.run(sim.start_ms + int(hours * 3_600_000))
+    with fast_gc():
+        sim.run(sim.start_ms + int(hours * 3_600_000))
     wall = time.perf_counter() - t0
     sim_s = hours * 3600
     return {"hours": hours, "model": model, "wall_s": round(wall, 2), "sim_per_wall": round(sim_s / wall, 1),

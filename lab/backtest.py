@@ -16,7 +16,7 @@ from services.venue.markets import default_markets
 from shared.config import Settings
 
 from lab.latency import Latency
-from lab.sim import ACCOUNT, Recorder, Sim
+from lab.sim import ACCOUNT, Recorder, Sim, fast_gc
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,10 @@ def simulate(settings: Settings, run: Run, progress: Callable[[int], None] | Non
               tapes=tapes_from(run.tape, settings.market_spec.market_id), venue_tier=run.tier, record=Recorder())
     t0 = time.perf_counter()
     end = sim.start_ms + int(run.hours * 3_600_000)
-    sim.run(end, progress)
-    sim.stop()
-    sim.run(end + 2_000)   # the stop's cancels reach the venue (the session is judged at ``end``)
+    with fast_gc():
+        sim.run(end, progress)
+        sim.stop()
+        sim.run(end + 2_000)   # the stop's cancels reach the venue (the session is judged at ``end``)
     return sim, time.perf_counter() - t0
 
 

@@ -86,15 +86,33 @@ def to_ms(ts: int) -> int:
 
 
 # --- order book ----------------------------------------------------------------------------------
+def _plain_fixed(v: Any, decimals: int) -> int | None:
+    """``fixed`` for the common case (a non-negative ASCII decimal string within ``decimals``), else None.
+    Every book frame has dozens of levels; anything unusual takes the checked path, which explains it."""
+    if type(v) is not str:
+        return None
+    whole, dot, frac = v.partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (dot and not (frac.isascii() and frac.isdigit())) \
+            or len(frac) > decimals:
+        return None
+    return int(whole + frac + "0" * (decimals - len(frac)))
+
+
 def levels(raw: Any, spec: MarketSpec, what: str) -> list[Level]:
     """``[{price, size}, ...]`` -> ``[(ticks, lots), ...]``; zero sizes kept (they delete)."""
     if not isinstance(raw, list):
         raise Malformed(f"{what}: expected a list, got {type(raw).__name__}")
     out: list[Level] = []
+    pd, sd = spec.price_decimals, spec.size_decimals
     for i, lvl in enumerate(raw):
+        if type(lvl) is dict:
+            price, size = _plain_fixed(lvl.get("price"), pd), _plain_fixed(lvl.get("size"), sd)
+            if price is not None and size is not None and price > 0:
+                out.append((price, size))
+                continue
         w = f"{what}[{i}]"
-        price = fixed(get(lvl, "price", str, w), spec.price_decimals, w + ".price")
-        size = fixed(get(lvl, "size", str, w), spec.size_decimals, w + ".size")
+        price = fixed(get(lvl, "price", str, w), pd, w + ".price")
+        size = fixed(get(lvl, "size", str, w), sd, w + ".size")
         if price <= 0 or size < 0:
             raise Malformed(f"{w}: price must be positive and size not negative")
         out.append((price, size))

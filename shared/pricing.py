@@ -8,7 +8,6 @@ the exchange minimum wins over the configured band (the guard's notional limit s
 from __future__ import annotations
 
 import functools
-import math
 from decimal import Decimal
 from fractions import Fraction
 
@@ -29,6 +28,7 @@ def min_notional_micro(exchange_min_notional: Decimal, spec: MarketSpec) -> int:
     return max(round_up(exchange_min_notional, 6), spec.min_quote_micro)
 
 
+@functools.lru_cache(maxsize=4096)   # pure, and asked four times per quote decision at a handful of prices
 def min_lots_at(spec: MarketSpec, price: int, min_notional: int) -> int:
     """Smallest size (lots) the venue accepts at ``price``: ``notional_micro(price, lots) >= min_notional``.
 
@@ -56,11 +56,16 @@ def quote_prices(best_bid: int, best_ask: int, half_spread_bps: Fraction, skew_t
 
     The bid rounds down and the ask up (never tighter than asked); both are then kept on their
     own side of the book so a post-only quote cannot cross: bid < best ask, ask > best bid.
+    Exact in integers (one common denominator; this runs on every book and timer tick):
+    ``mid - off - skew = (s·hd·B·kd − s·hn·kd − 2·hd·B·kn) / (2·hd·B·kd)`` with ``s = bid + ask``.
     """
-    mid = mid_of(best_bid, best_ask)
-    off = mid * half_spread_bps / BPS
-    bid = math.floor(mid - off - skew_ticks)
-    ask = math.ceil(mid + off - skew_ticks)
+    s = best_bid + best_ask
+    hn, hd = half_spread_bps.numerator, half_spread_bps.denominator
+    kn, kd = skew_ticks.numerator, skew_ticks.denominator
+    den = 2 * hd * BPS * kd
+    centre, off, skew = s * hd * BPS * kd, s * hn * kd, 2 * hd * BPS * kn
+    bid = (centre - off - skew) // den
+    ask = -((skew - centre - off) // den)   # ceil((centre + off - skew) / den)
     bid = max(1, min(bid, best_ask - 1))
     ask = max(ask, best_bid + 1, bid + 1)
     return bid, ask
@@ -75,6 +80,11 @@ def skew_ticks(mid: Fraction, half_spread_bps: Fraction, position: int, max_posi
         return Fraction(0)
     ratio = Fraction(max(-max_position, min(position, max_position)), max_position)
     return mid * half_spread_bps / BPS * ratio
+
+
+def moved_less_than(old: int, new: int, best_bid: int, best_ask: int, bps: Fraction) -> bool:
+    """``moved_bps(old, new, mid) < bps`` in integers: |new − old|·B·2·d < n·(bid + ask)."""
+    return abs(new - old) * BPS * 2 * bps.denominator < bps.numerator * (best_bid + best_ask)
 
 
 def moved_bps(old: int, new: int, mid: Fraction) -> Fraction:

@@ -36,6 +36,7 @@ from fractions import Fraction
 from shared.config import GuardConfig, Settings
 from shared.ledger import NOT_ACTIVE_CODES, OrderLedger
 from shared.markets import MarketSpec, round_down
+from shared.pricing import frac
 from shared.rate_budget import RateBudget
 from shared.schemas import (BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, RiskState,
                             TradingState)
@@ -52,6 +53,8 @@ from services.guard.rules import (
     worst_short,
 )
 from services.guard.triggers import MANUAL, Trigger, Triggers
+
+ONE = Fraction(1)
 
 __all__ = [
     "Approve", "ClearResume", "Command", "Duplicate", "GuardCore", "GuardLimits", "Heartbeats", "KillState",
@@ -400,13 +403,13 @@ class GuardCore:
         """Each automatic trigger's condition now (a reason while it holds)."""
         t = self.cfg.triggers
         out: dict[str, str | None] = {}
-        out["inventory"] = self.breach_reason(Fraction(t.inventory.resume_ratio) if self.breached else Fraction(1))
+        out["inventory"] = self.breach_reason(frac(t.inventory.resume_ratio) if self.breached else ONE)
         pnl2 = self.pnl2()
         dd: str | None = None
         if pnl2 is not None:
             self.peak2 = pnl2 if self.peak2 is None else max(self.peak2, pnl2)
             max2 = 2 * round_down(t.drawdown.max_usdc, 6)
-            limit2 = max2 * (Fraction(t.drawdown.resume_ratio) if self.triggers.items["drawdown"].active else 1)
+            limit2 = max2 * frac(t.drawdown.resume_ratio) if self.triggers.items["drawdown"].active else max2
             if self.peak2 - pnl2 > limit2:
                 dd = (f"down {human((self.peak2 - pnl2) // 2, 6)} USDC from peak PnL "
                       f"(max {human_dec(t.drawdown.max_usdc)})")
@@ -458,7 +461,7 @@ class GuardCore:
         """Why the actual position is beyond ``ratio`` x a limit, in human units; None when within."""
         spec, lim, sym = self.spec, self.limits, self.spec.symbol
         pos = self.effective_position
-        max_lots = lim.max_position_lots * ratio
+        max_lots = lim.max_position_lots * ratio if ratio != 1 else lim.max_position_lots
         scaled = "" if ratio == 1 else f" x {float(ratio):g}"
         if abs(pos) > max_lots:
             return f"position {human(pos, spec.size_decimals)} beyond max {lim.max_position_human}{scaled} {sym}"

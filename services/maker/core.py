@@ -46,9 +46,11 @@ from shared.config import MakerConfig, RateConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import RESTING, OrderLedger, State, Transition
 from shared.markets import MarketSpec, round_down
-from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_bps, quote_prices,
+from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_less_than, quote_prices,
                             skew_ticks)
 from shared.rate_budget import RateBudget
+
+ZERO = Fraction(0)
 from shared.schemas import BookTop, Msg, OrderEvent, RiskState, TradingState
 
 from services.maker.signals import TrendWindow, VolEma
@@ -108,6 +110,7 @@ class MakerCore:
         self.paused = False
         self.mode: Mode = "stale"
         self.half_spread_bps = frac(cfg.spread_bps)
+        self._hs_key: tuple[str, bool] | None = None
         self.quotes: dict[bool, Slot] = {}           # is_ask -> our quote on that side
         self.last_place_ms: dict[bool, int] = {}
         self.targets: dict[bool, Target] = {}
@@ -208,21 +211,25 @@ class MakerCore:
             self.paused = False
         trend = self.trend.value
         trending = t.enabled and abs(trend) >= float(t.trigger_bps)
-        hs = frac(cfg.spread_bps)
-        if v.enabled and v.spread_multiplier:
-            hs += frac(v.spread_multiplier) * Fraction(f"{vol:.2f}")
-        if trending:
-            hs *= frac(t.widen_factor)
-        self.half_spread_bps = hs
+        key = (f"{vol:.2f}", trending)   # the half-spread changes with these only (cached: timers repeat them)
+        if key != self._hs_key:
+            hs = frac(cfg.spread_bps)
+            if v.enabled and v.spread_multiplier:
+                hs += frac(v.spread_multiplier) * Fraction(key[0])
+            if trending:
+                hs *= frac(t.widen_factor)
+            self._hs_key, self.half_spread_bps = key, hs
+        hs = self.half_spread_bps
+        position = self.position
         sides: tuple[bool, ...] = (False, True)
         if self.risk_state == "REDUCING":
             self.mode = "reducing"
-            sides = (self.position > 0,) if self.position != 0 else ()
+            sides = (position > 0,) if position != 0 else ()
         elif self.paused:
             self.mode = "paused"
             limit = frac(v.inventory_ratio) * self.max_position
-            if self.position != 0 and self.max_position > 0 and abs(self.position) >= limit:
-                sides = (self.position > 0,)  # long: keep the ask; short: keep the bid
+            if position != 0 and self.max_position > 0 and abs(position) >= limit:
+                sides = (position > 0,)  # long: keep the ask; short: keep the bid
             else:
                 sides = ()
         elif trending:
@@ -231,8 +238,8 @@ class MakerCore:
                 sides = (trend < 0,)  # up: bid only; down: ask only
         else:
             self.mode = "quoting"
-        mid = mid_of(self.bid, self.ask)
-        bid_px, ask_px = quote_prices(self.bid, self.ask, hs, skew_ticks(mid, hs, self.position, self.max_position))
+        skew = skew_ticks(mid_of(self.bid, self.ask), hs, position, self.max_position) if position else ZERO
+        bid_px, ask_px = quote_prices(self.bid, self.ask, hs, skew)
         out: dict[bool, Target] = {}
         for is_ask in sides:
             px = ask_px if is_ask else bid_px
@@ -241,9 +248,9 @@ class MakerCore:
             others = sum(o.exposure for o in self.ledger.live() if o.is_ask == is_ask and o.cancel_attempts == 0
                          and (q is None or o.coi != q.coi))
             if self.mode == "reducing":   # within the position less what else may reduce it
-                size = min(size, abs(self.position) - others)
+                size = min(size, abs(position) - others)
             else:                         # within the guard's worst case: what it would refuse is never proposed
-                worst = (others - self.position) if is_ask else (self.position + others)
+                worst = (others - position) if is_ask else (position + others)
                 size = min(size, self.max_position - worst)
             if size < clamp_size(1, self.spec, px, self.min_notional):   # never below the exchange minimum
                 continue
@@ -269,8 +276,8 @@ class MakerCore:
                     cmds.append(self._cancel(q, now_ms, self.mode if self.mode in PULL_MODES else "side off"))
                 continue
             live = None if q is None else self.ledger.get(q.coi)
-            if live is not None and self._moved_bps(live.modify_to[0] if live.modify_to else live.price,
-                                                    want.price) < frac(self.cfg.requote_bps):
+            if live is not None and self._moved_less(live.modify_to[0] if live.modify_to else live.price,
+                                                     want.price, frac(self.cfg.requote_bps)):
                 continue
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
@@ -289,9 +296,9 @@ class MakerCore:
         cmds.extend(self._housekeeping(now_ms))
         return cmds
 
-    def _moved_bps(self, old: int, new: int) -> Fraction:
+    def _moved_less(self, old: int, new: int, bps: Fraction) -> bool:
         assert self.bid is not None and self.ask is not None  # a wanted quote implies a fresh book
-        return moved_bps(old, new, mid_of(self.bid, self.ask))
+        return moved_less_than(old, new, self.bid, self.ask, bps)
 
     def _housekeeping(self, now_ms: int) -> list[Command]:
         cmds: list[Command] = []

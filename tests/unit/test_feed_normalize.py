@@ -175,3 +175,24 @@ def test_decimals_mismatch_is_named() -> None:
 def test_market_missing_or_garbage() -> None:
     assert "not listed" in (check_decimals(SOL, {"code": 200, "order_books": []}) or "")
     assert check_decimals(SOL, {"code": 400, "message": "bad"}) is not None
+
+
+def test_the_fast_level_parser_equals_the_checked_one() -> None:
+    """``levels``' fast path gives what ``fixed`` gives, and leaves every unusual string to it."""
+    import random
+
+    from shared.lighter_wire import Malformed, _plain_fixed, fixed
+
+    rng = random.Random(5)
+    alphabet = "0123456789.-+e ²٣"
+    for _ in range(20000):
+        v = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 9)))
+        fast = _plain_fixed(v, 3)
+        try:
+            slow: int | None = fixed(v, 3, "x")
+        except Malformed:
+            slow = None
+        if fast is not None:
+            assert fast == slow, v
+        elif slow is not None:   # the fast path may decline (negatives, trailing zeros beyond decimals) but never differ
+            assert v.startswith("-") or len(v.partition(".")[2]) > 3 or not v.isascii(), v

@@ -91,3 +91,26 @@ def test_skew_is_linear_up_to_one_half_spread() -> None:
 def test_moved_bps() -> None:
     assert moved_bps(140_000, 140_042, Fraction(140_000)) == 3
     assert moved_bps(140_042, 140_000, Fraction(140_000)) == 3
+
+
+def test_integer_quote_prices_and_requote_test_equal_the_rational_definitions() -> None:
+    """The hot-path integer forms are the exact rational ones (floor/ceil of mid ∓ off − skew; moved < bps)."""
+    import math
+    import random
+
+    from shared.pricing import moved_less_than, quote_prices
+
+    rng = random.Random(11)
+    for _ in range(5000):
+        bid = rng.randrange(1, 2_000_000)
+        ask = bid + rng.randrange(1, 500)
+        hs = Fraction(rng.randrange(0, 5000), rng.choice((1, 2, 3, 7, 100)))
+        skew = Fraction(rng.randrange(-3000, 3000), rng.choice((1, 3, 8, 1000)))
+        mid = Fraction(bid + ask, 2)
+        off = mid * hs / 10_000
+        want_bid = max(1, min(math.floor(mid - off - skew), ask - 1))
+        want_ask = max(math.ceil(mid + off - skew), bid + 1, want_bid + 1)
+        assert quote_prices(bid, ask, hs, skew) == (want_bid, want_ask)
+        old, new = rng.randrange(1, 2_000_000), rng.randrange(1, 2_000_000)
+        bps = Fraction(rng.randrange(0, 200), rng.choice((1, 2, 10)))
+        assert moved_less_than(old, new, bid, ask, bps) == (moved_bps(old, new, mid) < bps)
