@@ -1,72 +1,68 @@
-"""Read a session's fills, mids, quote lifetimes and submissions back from the Redis streams."""
+"""Read a session back from the Redis streams into ``analytics.session.SessionBuilder``.
+
+Three streams feed it: ``md:book:<market>`` (mids), ``acct:<account>`` (fills, order updates,
+positions, reconciles) and ``orders:intents`` (what the producers submitted). Every entry in
+``[since_ms, until_ms]`` (Redis entry ids, i.e. arrival time) is read, page by page, whatever the
+session's length; the three are merged in entry-id order and fed with the entry's millisecond as
+the arrival time. The metrics themselves use the messages' exchange times (see ``analytics.session``).
+
+The book stream is trimmed (``MAXLEN ~ keys.MD_MAXLEN``) while the account stream is not: fills older
+than the oldest book left are inventory held at the start (``summary["fills_before_start"]``).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
-from analytics.mm_metrics import FillRec, QuoteSpan
+from analytics.session import SessionBuilder
 from shared import keys
 from shared.markets import MarketSpec
-from shared.schemas import BookTop, DecodeError, Fill, OrderIntent, OrderUpdate, decode
+from shared.schemas import DecodeError, Msg, decode
 
-TERMINAL_PREFIXES = ("filled", "canceled")
-
-
-@dataclass
-class Session:
-    fills: list[FillRec]
-    mids: list[tuple[int, float]]
-    spans: list[QuoteSpan]
-    submitted: float
-    half_spread_final: float
-    start_ms: int
-    end_ms: int
+PAGE = 5000
 
 
-async def _entries(r: Redis, stream: str, since_ms: int) -> list[tuple[int, object]]:
-    out: list[tuple[int, object]] = []
-    start = f"{since_ms}-0"
+async def read_stream(r: Redis, stream: str, since_ms: int = 0, until_ms: int | None = None,
+                      page: int = PAGE) -> tuple[list[tuple[int, int, Msg]], int]:
+    """``([(entry_ms, entry_seq, message), ...], undecodable)`` for every entry of ``stream`` in the range."""
+    out: list[tuple[int, int, Msg]] = []
+    bad = 0
+    lo = f"{max(0, since_ms)}-0"
+    hi = "+" if until_ms is None else str(until_ms)
     while True:
-        batch = await r.xrange(stream, min=start, count=5000)
+        batch = await r.xrange(stream, min=lo, max=hi, count=page)
         if not batch:
-            return out
+            return out, bad
         for eid, fields in batch:
+            ms, seq = (int(x) for x in (eid.decode() if isinstance(eid, bytes) else eid).split("-"))
             try:
-                out.append((int(eid.decode().split("-")[0]), decode(fields)))
+                out.append((ms, seq, decode(fields)))
             except DecodeError:
-                continue
-        last = batch[-1][0].decode()
-        ms, seq = last.split("-")
-        start = f"{ms}-{int(seq) + 1}"
+                bad += 1
+        if len(batch) < page:
+            return out, bad
+        last = batch[-1][0]
+        ms, seq = (last.decode() if isinstance(last, bytes) else last).split("-")
+        lo = f"{ms}-{int(seq) + 1}"
 
 
-async def load_session(r: Redis, spec: MarketSpec, account_index: int, since_ms: int = 0) -> Session:
-    ps, ss = spec.price_scale, spec.size_scale
-    mids: list[tuple[int, float]] = []
-    half = 0.0
-    for t, m in await _entries(r, keys.md_book(spec.market_id), since_ms):
-        if isinstance(m, BookTop) and m.bids and m.asks:
-            mids.append((t, (m.bids[0][0] + m.asks[0][0]) / 2 / ps))
-            half = (m.asks[0][0] - m.bids[0][0]) / 2 / ps
-    fills: list[FillRec] = []
-    opened: dict[int, tuple[bool, int]] = {}
-    spans: list[QuoteSpan] = []
-    for t, m in await _entries(r, keys.acct(account_index), since_ms):
-        if isinstance(m, Fill) and m.market_id == spec.market_id:
-            fills.append(FillRec(t, -1 if m.is_ask else 1, m.price / ps, m.size / ss, m.fee / 1e6))
-        elif isinstance(m, OrderUpdate) and m.market_id == spec.market_id:
-            if m.status == "open" and m.order_index not in opened:
-                opened[m.order_index] = (m.is_ask, t)
-            elif m.status.startswith(TERMINAL_PREFIXES) and m.order_index in opened:
-                is_ask, t0 = opened.pop(m.order_index)
-                spans.append(QuoteSpan(is_ask, t0, t))
-    submitted = 0.0
-    for _, m in await _entries(r, keys.ORDERS_INTENTS, since_ms):
-        if isinstance(m, OrderIntent) and m.action == "place" and m.source == "maker":
-            submitted += m.size / ss
-    start = mids[0][0] if mids else since_ms
-    end = mids[-1][0] if mids else since_ms
-    for is_ask, t0 in opened.values():
-        spans.append(QuoteSpan(is_ask, t0, end))
-    return Session(fills, mids, spans, submitted, half, start, end)
+def session_streams(spec: MarketSpec, account_index: int) -> list[str]:
+    return [keys.md_book(spec.market_id), keys.acct(account_index), keys.ORDERS_INTENTS]
+
+
+async def load_builder(r: Redis, spec: MarketSpec, account_index: int, since_ms: int = 0, until_ms: int | None = None,
+                       builder: SessionBuilder | None = None) -> SessionBuilder:
+    """A builder fed with every entry of the session's streams in ``[since_ms, until_ms]`` (entry ids)."""
+    b = builder if builder is not None else SessionBuilder(spec, account_index)
+    parts: list[Iterable[tuple[int, int, Msg]]] = []
+    bad = 0
+    for stream in session_streams(spec, account_index):
+        entries, n = await read_stream(r, stream, since_ms, until_ms)
+        parts.append(entries)
+        bad += n
+    for ms, _seq, msg in heapq.merge(*parts, key=lambda e: (e[0], e[1])):
+        b.feed(msg, ms)
+    b.undecodable += bad
+    return b

@@ -9,14 +9,17 @@ token goes raw in the ``authorization`` header, as the lighter-sdk sends it; ``-
 to ``$LIGHTER_API_BEARER``). Over the fetched window, starting flat
 at its first fill, with side s = +1 for our buys and -1 for our sells:
 
-- cash X = sum(-s * p * v), position q = sum(s * v), fees F = sum(rate * p * v) where the trade's
-  ``maker_fee``/``taker_fee`` is a rate in millionths of notional (absent = 0);
+- cash X = sum(-s * p * v), position q = sum(s * v), fees F = the sum of each fill's integer micro-USDC
+  fee, computed from the trade's ``maker_fee``/``taker_fee`` rate (millionths of notional, absent = 0)
+  exactly as the venue rounds it (``shared.fees.fee_micro``: floored notional, floored fee);
 - equity (mark-to-mid) E = X + q * mid - F, with mid = ``--mark-mid`` (else the venue's current mid);
   split into round trips (matched size x (avg sell - avg buy)) and the open inventory marked at mid;
 - spread capture sum(v * s * (mid_at_fill - p)) when every fill carries the mid at its time (Lighter's
   trades do not: then it is reported as unavailable);
-- volume in base units and USD, maker/taker counts.
-All money is exact ``Decimal``; the table rounds for display only.
+- volume in base units and USD, maker/taker counts, fills per source (maker / hedger / other, from the
+  client order index: ``shared.ids.source_of``).
+Cash, position, fees and equity come from ``analytics.session`` (the metrics every report shares), in
+integer ticks/lots/micro-USDC, then exact ``Decimal``; the table rounds for display only.
 """
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +48,28 @@ from scripts._common import (
     run,
     to_decimal,
 )
-from shared.logs import register_secret
+from shared.fees import fee_micro_decimal, micro_to_decimal  # noqa: E402
+from analytics.session import (  # noqa: E402
+    SOURCES,
+    SessionFill,
+    equity_usd,
+    exact_decimal,
+    fill_source,
+    fill_totals,
+    spread_capture_usd,
+    usd_of_tl,
+)
+from shared.logs import register_secret  # noqa: E402
+from shared.markets import MarketSpec  # noqa: E402
 
 PROG = "fetch_trades.py"
 PAGE = 100  # the API's maximum page size
-FEE_RATE_SCALE = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
 class Fill:
-    """One of our executions; ``side`` +1 = we bought, -1 = we sold; ``fee`` in USD (negative = rebate)."""
+    """One of our executions; ``side`` +1 = we bought, -1 = we sold; ``fee`` in USD (negative = rebate),
+    ``fee_micro`` the same in integer micro-USDC (None: derived from ``fee``, which must be whole micro-USDC)."""
 
     trade_id: int
     timestamp_ms: int
@@ -64,6 +80,16 @@ class Fill:
     fee: Decimal
     maker: bool
     mid: Decimal | None = None
+    source: str = "other"
+    fee_micro: int | None = None
+
+    def micro(self) -> int:
+        if self.fee_micro is not None:
+            return self.fee_micro
+        m = self.fee.scaleb(6)
+        if m != m.to_integral_value():
+            raise ValueError(f"trade {self.trade_id}: fee {self.fee} is not a whole micro-USDC amount")
+        return int(m)
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,16 @@ class PnL:
     spread_capture: Decimal | None
     first_ms: int | None
     last_ms: int | None
+    fees_micro: int = 0
+    fills_by_source: dict[str, int] = field(default_factory=dict)
+
+
+def _rate(v: Any, trade_id: Any) -> int:
+    """A fee rate in millionths of notional (Lighter sends an int; absent = 0)."""
+    d = to_decimal(v) or Decimal(0)
+    if d != d.to_integral_value():
+        raise ValueError(f"trade {trade_id}: fee rate {v!r} is not an integer number of millionths")
+    return int(d)
 
 
 def fills_from_trade(t: dict[str, Any], account: int) -> list[Fill]:
@@ -102,40 +138,66 @@ def fills_from_trade(t: dict[str, Any], account: int) -> list[Fill]:
         if t.get(acct_key) != account:
             continue
         maker = is_maker_ask == (side == -1)
-        rate = to_decimal(t.get("maker_fee" if maker else "taker_fee")) or Decimal(0)
+        rate = _rate(t.get("maker_fee" if maker else "taker_fee"), t.get("trade_id"))
+        micro = fee_micro_decimal(price, size, rate)
+        coi = int(t.get("bid_client_id" if side > 0 else "ask_client_id") or 0)
         out.append(Fill(trade_id=int(t.get("trade_id") or 0), timestamp_ms=int(t.get("timestamp") or 0),
                         market_id=int(t.get("market_id") or 0), side=side, price=price, size=size,
-                        fee=rate * price * size / FEE_RATE_SCALE, maker=maker, mid=mid))
+                        fee=micro_to_decimal(micro), maker=maker, mid=mid, source=fill_source(coi), fee_micro=micro))
     return out
 
 
-def compute_pnl(fills: list[Fill], mark_mid: Decimal) -> PnL:
-    """Window PnL of ``fills`` (any order), flat before the first one, marked at ``mark_mid``."""
-    buys = [f for f in fills if f.side > 0]
-    sells = [f for f in fills if f.side < 0]
-    bought = sum((f.size for f in buys), Decimal(0))
-    sold = sum((f.size for f in sells), Decimal(0))
-    buy_usd = sum((f.price * f.size for f in buys), Decimal(0))
-    sell_usd = sum((f.price * f.size for f in sells), Decimal(0))
+def _decimals(values: list[Decimal]) -> int:
+    return max([0, *(-int(v.as_tuple().exponent) for v in values if v.is_finite())])
+
+
+def spec_for(fills: list[Fill], market_id: int = 0) -> MarketSpec:
+    """The coarsest integer grid that holds every fill's price and size exactly (when the market's is unknown)."""
+    return MarketSpec(market_id, "", _decimals([f.price for f in fills]), _decimals([f.size for f in fills]), 0, 0)
+
+
+def session_fills(fills: list[Fill], spec: MarketSpec) -> list[SessionFill]:
+    """``fills`` as ``analytics.session`` fills (integer ticks, lots, micro-USDC)."""
+    return [SessionFill(f.timestamp_ms, spec.market_id, f.source, f.side < 0, f.maker, spec.price_ticks(f.price),
+                        spec.size_lots(f.size), f.micro(), f.trade_id) for f in fills]
+
+
+def _dec(x: Fraction) -> Decimal:
+    return Decimal(exact_decimal(x, 0))
+
+
+def compute_pnl(fills: list[Fill], mark_mid: Decimal, spec: MarketSpec | None = None) -> PnL:
+    """Window PnL of ``fills`` (any order), flat before the first one, marked at ``mark_mid``.
+
+    ``spec``: the market's decimals (default: the coarsest grid holding every price and size exactly).
+    """
+    if spec is None:
+        spec = spec_for(fills, fills[0].market_id if fills else 0)
+    sf = session_fills(fills, spec)
+    tot = fill_totals(sf)
+    bought = Decimal(tot.bought_lots).scaleb(-spec.size_decimals)
+    sold = Decimal(tot.sold_lots).scaleb(-spec.size_decimals)
+    buy_usd = _dec(usd_of_tl(tot.bought_tl, spec))
+    sell_usd = _dec(usd_of_tl(tot.sold_tl, spec))
     avg_buy = buy_usd / bought if bought else None
     avg_sell = sell_usd / sold if sold else None
     position = bought - sold
-    cash = sell_usd - buy_usd
-    fees = sum((f.fee for f in fills), Decimal(0))
-    equity = cash + position * mark_mid - fees
+    cash = _dec(usd_of_tl(tot.cash_tl, spec))
+    fees = micro_to_decimal(tot.fees_micro)
+    equity = _dec(equity_usd(tot, spec, Fraction(mark_mid)))
     rt = min(bought, sold)
     rt_pnl = rt * (avg_sell - avg_buy) if rt and avg_sell is not None and avg_buy is not None else Decimal(0)
     # the rest of the gross (cash + q * mid, exact) is the open inventory marked at mid, i.e.
     # q * (mid - average opening price); taking the difference keeps the attribution identity exact
-    inv_pnl = cash + position * mark_mid - rt_pnl
-    capture = (sum((f.side * f.size * (f.mid - f.price) for f in fills if f.mid is not None), Decimal(0))
+    inv_pnl = (equity + fees) - rt_pnl
+    capture = (_dec(spread_capture_usd([(f, Fraction(x.mid)) for f, x in zip(sf, fills)], spec))  # type: ignore[arg-type]
                if fills and all(f.mid is not None for f in fills) else None)
-    times = [f.timestamp_ms for f in fills]
-    return PnL(fills=len(fills), maker_fills=sum(f.maker for f in fills), taker_fills=sum(not f.maker for f in fills),
+    return PnL(fills=tot.fills, maker_fills=tot.maker_fills, taker_fills=tot.taker_fills,
                bought=bought, sold=sold, avg_buy=avg_buy, avg_sell=avg_sell, position=position, cash=cash, fees=fees,
                volume_base=bought + sold, volume_usd=buy_usd + sell_usd, mark_mid=mark_mid, equity=equity,
                round_trip_size=rt, round_trip_pnl=rt_pnl, inventory_pnl=inv_pnl, spread_capture=capture,
-               first_ms=min(times) if times else None, last_ms=max(times) if times else None)
+               first_ms=tot.first_ms, last_ms=tot.last_ms, fees_micro=tot.fees_micro,
+               fills_by_source={s: sum(1 for f in sf if f.source == s) for s in SOURCES})
 
 
 def _q(d: Decimal | None, places: str = "0.0001") -> str:
@@ -150,17 +212,20 @@ def _ts(ms: int | None) -> str:
 
 def render(fills: list[Fill], pnl: PnL, *, account: int, market: str, mid_source: str) -> str:
     lines = [f"fills of account {account} on {market}: {pnl.fills} (oldest {_ts(pnl.first_ms)}, newest {_ts(pnl.last_ms)})",
-             f"{'time':<25} {'trade_id':>12} {'side':<4} {'role':<5} {'price':>14} {'size':>12} {'usd':>12} {'fee':>10}"]
+             f"{'time':<25} {'trade_id':>12} {'side':<4} {'role':<5} {'source':<6} {'price':>14} {'size':>12} "
+             f"{'usd':>12} {'fee':>10}"]
     for f in fills:
         lines.append(f"{_ts(f.timestamp_ms):<25} {f.trade_id:>12} {'BUY' if f.side > 0 else 'SELL':<4} "
-                     f"{'maker' if f.maker else 'taker':<5} {fmt_dec(f.price):>14} {fmt_dec(f.size):>12} "
+                     f"{'maker' if f.maker else 'taker':<5} {f.source:<6} {fmt_dec(f.price):>14} {fmt_dec(f.size):>12} "
                      f"{_q(f.price * f.size, '0.01'):>12} {_q(f.fee, '0.000001'):>10}")
     lines += [
         "",
         f"volume: {fmt_dec(pnl.volume_base)} base, {_q(pnl.volume_usd, '0.01')} USD "
-        f"({pnl.maker_fills} maker, {pnl.taker_fills} taker)",
+        f"({pnl.maker_fills} maker, {pnl.taker_fills} taker; by source "
+        + ", ".join(f"{k} {v}" for k, v in pnl.fills_by_source.items()) + ")",
         f"bought {fmt_dec(pnl.bought)} @ {_q(pnl.avg_buy)}, sold {fmt_dec(pnl.sold)} @ {_q(pnl.avg_sell)}",
-        f"position {pnl.position:+f}, cash {_q(pnl.cash)} USD, fees {_q(pnl.fees, '0.000001')} USD",
+        f"position {pnl.position:+f}, cash {_q(pnl.cash)} USD, fees {_q(pnl.fees, '0.000001')} USD "
+        f"({pnl.fees_micro} micro-USDC, the sum of the per-fill venue fees)",
         f"mark-to-mid at {fmt_dec(pnl.mark_mid)} ({mid_source}): PnL {_q(pnl.equity)} USD",
         f"  round trips {fmt_dec(pnl.round_trip_size)} x (avg sell - avg buy) = {_q(pnl.round_trip_pnl)} USD",
         f"  open inventory {pnl.position:+f} marked at mid = {_q(pnl.inventory_pnl)} USD",
@@ -239,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
             markets = [m for m in await fetch_markets(client, a.market_id) if m.market_id == a.market_id]
             if markets:
                 market = f"{markets[0].symbol} (market {a.market_id})"
+            spec = (MarketSpec(a.market_id, markets[0].symbol, markets[0].price_decimals, markets[0].size_decimals, 0, 0)
+                    if markets else None)
             mid, source = a.mark_mid, "--mark-mid"
             if mid is None:
                 bid, ask = await fetch_top_of_book(client, a.market_id)
@@ -248,7 +315,10 @@ def main(argv: list[str] | None = None) -> None:
                     mid, source = markets[0].last_price, "venue last trade price"
             if mid is None:
                 raise ScriptError("no mid to mark at: the book is empty; pass --mark-mid")
-        pnl = compute_pnl(fills, mid)
+        try:
+            pnl = compute_pnl(fills, mid, spec)
+        except ValueError:  # a fill finer than the market's decimals: fall back to the fills' own grid
+            pnl = compute_pnl(fills, mid)
         if a.json:
             print(to_json(fills, pnl, account=account, market_id=a.market_id, mid_source=source))
         else:

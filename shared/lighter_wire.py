@@ -14,6 +14,7 @@ import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from shared import fees
 from shared.markets import MarketSpec
 from shared.schemas import Fill, Level, OrderUpdate, Position, Trade
 
@@ -165,13 +166,9 @@ def order_update(o: Any, spec: MarketSpec, now_ms: int) -> OrderUpdate:
 
 
 def fee_micro(price: int, size: int, rate: int, spec: MarketSpec) -> int:
-    """Fee in micro-USDC: Lighter fee ints are rates in 1e-6 of notional, so fee = notional_usd * rate.
-
-    Rounded up (toward +inf): a cost is never understated, a rebate never overstated.
-    """
-    num = price * size * rate
-    den = spec.price_scale * spec.size_scale
-    return -((-num) // den)
+    """Fee in micro-USDC: Lighter fee ints are rates in 1e-6 of notional. Rounded as the venue rounds
+    (``shared.fees``: floored notional, floored fee), so the bus's ``Fill.fee`` is the venue's charge."""
+    return fees.fee_micro(price, size, rate, spec.price_decimals, spec.size_decimals)
 
 
 def fills(t: Any, spec: MarketSpec, account_index: int) -> list[Fill]:

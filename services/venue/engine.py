@@ -16,8 +16,10 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
+from shared.fees import fee_of_notional
+
 from .book import COI_LIMIT, Book, Order
-from .ledger import FEE_SCALE, Account, apply_fill, margin_summary, worst_exposure
+from .ledger import Account, apply_fill, margin_summary, worst_exposure
 from .markets import Market
 from .txs import ORDER_MARKET, STP_EXPIRE_BOTH, STP_EXPIRE_MAKER, STP_EXPIRE_TAKER, STP_REDUCE, TIF_IOC, TIF_POST_ONLY
 
@@ -131,6 +133,7 @@ class Engine:
         self._release(o)
         o.status = status
         o.updated_ms = now_ms
+        o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
         if self.orders.pop(o.order_index, None) is not None:
             self.account_orders[o.account].pop(o.order_index, None)
             self.active_count[(o.account, o.market_id)] -= 1
@@ -285,6 +288,7 @@ class Engine:
             book.reduce(maker, q)
             self._set_reserved(maker, maker.reserved - q)
             maker.updated_ms = now_ms
+            maker.tx_time_us = max(maker.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
             self._touch(maker)
 
     def _fill(self, maker: Order, taker: Order, q: int, price: int, now_ms: int, tx_hash: str,
@@ -304,14 +308,15 @@ class Engine:
             o.filled_base += q
             o.filled_quote += notional
             o.updated_ms = now_ms
+            o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
             d = self.accounts[o.account].reserved_ask if o.is_ask else self.accounts[o.account].reserved_bid
             r = q if q < o.reserved else o.reserved
             d[o.market_id] -= r
             o.reserved -= r
         mfee_rate = 0 if macct.synthetic else macct.tier.maker_fee
         tfee_rate = 0 if tacct.synthetic else tacct.tier.taker_fee
-        mfee = notional * mfee_rate // FEE_SCALE
-        tfee = notional * tfee_rate // FEE_SCALE
+        mfee = fee_of_notional(notional, mfee_rate)
+        tfee = fee_of_notional(notional, tfee_rate)
         m_imf = macct.positions[m.market_id].imf if m.market_id in macct.positions else 0
         t_imf = tacct.positions[m.market_id].imf if m.market_id in tacct.positions else 0
         msb, meb, mpnl, msc = apply_fill(macct, m, not maker.is_ask, q, price, mfee)
@@ -365,6 +370,7 @@ class Engine:
                 self.books[market_id].reduce(o, cut)
                 self._set_reserved(o, o.remaining)
                 o.updated_ms = now_ms
+                o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
                 self._touch(o)
 
     # -- cancel / modify ------------------------------------------------------------------
@@ -405,6 +411,7 @@ class Engine:
         new_remaining = base - o.filled_base
         o.version += 1
         o.updated_ms = now_ms
+        o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
         if new_remaining <= 0:
             book.remove(o)
             self._finish(o, "canceled", now_ms)

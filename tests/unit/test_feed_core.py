@@ -280,7 +280,7 @@ def test_account_snapshots_and_deltas() -> None:
     core.handle(frame({"channel": ch_trades, "trades": {}, "total_volume": 0, "type": "subscribed/account_all_trades"}), T0)
     out = core.handle(frame({"channel": ch_trades, "trades": {"2": [fill]}, "type": "update/account_all_trades"}), T0)
     [f] = [c.msg for c in of(out, PublishAccount)]
-    assert isinstance(f, Fill) and (f.is_ask, f.is_maker, f.order_index, f.fee) == (False, False, 281475565888172, 1962)
+    assert isinstance(f, Fill) and (f.is_ask, f.is_maker, f.order_index, f.fee) == (False, False, 281475565888172, 1961)
     # the same trade again (e.g. replayed) is not a second fill
     assert of(core.handle(frame({"channel": ch_trades, "trades": {"2": [fill]}, "type": "update/account_all_trades"}),
                           T0), PublishAccount) == []

@@ -111,20 +111,20 @@ def test_fill_for_our_maker_ask_with_fee() -> None:
     [f] = nz.fills(TRADE, SOL, ME)
     assert f == Fill(market_id=2, trade_id=412301293, order_index=281475565888172, client_order_index=7213160468725761,
                      is_ask=True, is_maker=True, price=140_125, size=50,
-                     fee=197,  # 7.00625 USDC x 28e-6 = 196.175 micro-USDC, rounded up
+                     fee=196,  # 7.00625 USDC x 28e-6 = 196.175 micro-USDC, floored as the venue charges
                      ts_ms=1763950000456)
 
 
 def test_fill_for_our_taker_bid() -> None:
     [f] = nz.fills(TRADE, SOL, OTHER)
     assert (f.is_ask, f.is_maker, f.order_index, f.client_order_index) == (False, False, 281475565899001, 0)
-    assert f.fee == 1962  # 7.00625 x 280e-6 = 1961.75 -> 1962
+    assert f.fee == 1961  # 7.00625 x 280e-6 = 1961.75 -> 1961 (floored, as the venue charges)
 
 
 def test_fill_maker_side_follows_is_maker_ask() -> None:
     t = dict(TRADE, is_maker_ask=False)
     [f] = nz.fills(t, SOL, ME)
-    assert f.is_ask and not f.is_maker and f.fee == 1962
+    assert f.is_ask and not f.is_maker and f.fee == 1961
 
 
 def test_omitted_fees_mean_zero_and_foreign_trades_give_nothing() -> None:
@@ -139,7 +139,7 @@ def test_self_trade_gives_both_sides() -> None:
 
 
 def test_fee_rebate_rounds_toward_zero_magnitude() -> None:
-    assert nz.fee_micro(140_125, 50, -28, SOL) == -196
+    assert nz.fee_micro(140_125, 50, -28, SOL) == -197   # floored like the venue: -196.175 -> -197
 
 
 def test_position_is_signed_lots() -> None:
