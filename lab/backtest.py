@@ -67,7 +67,8 @@ def backtest(settings: Settings, run: Run, out: Path | None = None, overrides: d
     end = sim.start_ms + int(run.hours * 3_600_000)
     session = session_of(sim, settings)
     summary = summarize(session, start_ms=sim.start_ms, end_ms=end)
-    summary.update({"wall_seconds": round(wall, 3), "events": sim.events_run,
+    summary["window_seconds"] = summary["sim_seconds"]   # the metrics' window: from the first book to the end
+    summary.update({"sim_seconds": (end - sim.start_ms) / 1000, "wall_seconds": round(wall, 3), "events": sim.events_run,
                     "sim_per_wall": round((end - sim.start_ms) / 1000 / wall, 1) if wall > 0 else None,
                     "model": sim.vcfg.model, "seed": run.seed, "hours": run.hours, "latency": sim.latency.spec,
                     "tape": run.tape, "profile": settings.profile, "overrides": overrides or {},

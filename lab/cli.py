@@ -103,6 +103,9 @@ def cmd_sweep(a: object) -> int:
                 apply_overrides(settings, {key.strip(): v}, "--grid")
     if not grid:
         raise UsageError("--grid: at least one KEY=V1,V2,... is required")
+    ex = getattr(a, "executor")
+    if ex not in ("process", "serial", "dask-local") and not ex.startswith("dask:"):
+        raise UsageError(f"--executor: unknown {ex!r} (process, serial, dask-local or dask:ADDRESS)")
     seeds = getattr(a, "seeds")
     if seeds < 1:
         raise UsageError(f"--seeds: must be >= 1, got {seeds}")

@@ -447,7 +447,7 @@ class Hub:
                 continue
             orders = acct_orders.get(a)
             trades = acct_trades.get(a)
-            for key in list(watched.get(a, ())):
+            for key in sorted(watched.get(a, ())):   # sorted: a set of str iterates in hash-seed order
                 kind = key.split("/", 1)[0]
                 if kind in ("account_all_orders", "account_orders") and not orders:
                     continue

@@ -69,3 +69,18 @@ def test_the_claim_stops_places_when_killed_halted_or_adding_while_reducing() ->
     assert claim_verdict(None, "REDUCING", "1") == "reducing"
     assert claim_verdict(None, "REDUCING", "2") == "ok"
     assert claim_verdict(None, "ACTIVE", "1") == "ok"
+
+
+def test_the_session_does_not_depend_on_the_process_hash_seed() -> None:
+    """Two processes with different PYTHONHASHSEED: a set of strings iterated anywhere on the path
+    (the venue's account channels did) would reorder frames and change the session."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    code = ("from lab.sim import Sim; from shared.config import load_settings; "
+            "s = Sim(load_settings(), model='as', seed=7); s.run(s.start_ms + 150_000); print(s.rec.digest())")
+    out = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
+    assert len(out) == 1 and len(next(iter(out)).strip()) == 64, out

@@ -1,0 +1,79 @@
+"""``lighter-bot`` as an operator runs it: backtests, sweeps (process pool and a local Dask cluster),
+the report from a recorded session, and one-line errors with exit status 2 for bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import REPO
+
+CLOCK_KEYS = ("wall_seconds", "sim_per_wall")   # the only wall-clock figures in a summary
+REQUIRED = ("sim_seconds", "wall_seconds", "pnl_usd", "spread_capture_usd", "inventory_pnl_usd", "fees_usd",
+            "fills_maker", "fills_hedger", "max_abs_position", "sharpe", "max_drawdown_usd", "markout_bps",
+            "two_sided_uptime")
+
+
+def lighter_bot(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _summary(d: Path) -> dict:
+    return orjson.loads((d / "summary.json").read_bytes())
+
+
+def test_a_backtest_writes_its_summary_report_and_charts_and_repeats_bit_for_bit(tmp_path: Path) -> None:
+    args = ("backtest", "--model", "as", "--seed", "7", "--hours", "0.1", "--set", "maker.spread_bps=4")
+    a, b = lighter_bot(*args, "--out", str(tmp_path / "a")), lighter_bot(*args, "--out", str(tmp_path / "b"))
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    sa, sb = _summary(tmp_path / "a"), _summary(tmp_path / "b")
+    for k in REQUIRED:
+        assert k in sa, k
+    assert sa["sim_seconds"] == 360 and sa["fills_maker"] > 0 and sa["overrides"] == {"maker.spread_bps": "4"}
+    assert sa["sharpe"]["interval_s"] > 0 and "maker" in sa["markout_bps"]
+    assert {k: v for k, v in sa.items() if k not in CLOCK_KEYS} == {k: v for k, v in sb.items() if k not in CLOCK_KEYS}
+    pnl = Fraction(Decimal(sa["pnl_usd"]))
+    assert pnl == Fraction(Decimal(sa["spread_capture_usd"])) + Fraction(Decimal(sa["inventory_pnl_usd"])) \
+        - Fraction(Decimal(sa["fees_usd"]))
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= 4 and "https://" not in html
+    for png in ("equity", "inventory", "quotes", "markouts"):
+        assert (tmp_path / "a" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("executor", ["process", "dask-local"])
+def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> None:
+    r = lighter_bot("sweep", "--grid", "maker.spread_bps=3,6", "--seeds", "2", "--model", "as", "--hours", "0.03",
+                    "--executor", executor, "--workers", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    ranked = (tmp_path / "ranked.csv").read_text().splitlines()
+    assert len(ranked) == 3                                     # header + one row per grid point
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 5                                       # header + 2 points x 2 seeds
+    assert (tmp_path / "heatmap.png").exists() and (tmp_path / "sweep.html").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("backtest", "--out", "x", "--set", "maker.no_such_key=1"), "--set: maker.no_such_key: unknown key"),
+    (("backtest", "--out", "x", "--set", "maker.spread_bps=-3"), "maker.spread_bps"),
+    (("backtest", "--out", "x", "--model", "volcano"), "--model"),
+    (("backtest", "--out", "x", "--latency", "constant:wss=1"), "wss"),
+    (("backtest", "--out", "x", "--hours", "0"), "--hours"),
+    (("backtest", "--out", "x", "--tape", "/no/such/tape.jsonl"), "--tape"),
+    (("sweep", "--out", "x", "--grid", "maker.spread_bps"), "--grid"),
+    (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--executor", "carrier-pigeon"), "--executor"),
+    (("replay", "/no/such/file.rec.gz"), "/no/such/file.rec.gz"),
+    (("backtest", "--hours", "1"), "--out"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(args: tuple[str, ...], needle: str, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert needle in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x").exists()                       # nothing started, nothing written
