@@ -777,6 +777,13 @@ def _uptime(edges: list[tuple[int, int, bool, int, int, str]], start: int, end: 
         return None
     live = [0, 0]
     dur = {"bid": 0, "ask": 0, "both": 0, "any": 0}
+
+    def credit(span: int) -> None:   # who rested during ``span`` ms, by side
+        b, a = live[0] > 0, live[1] > 0
+        dur["bid"] += span if b else 0
+        dur["ask"] += span if a else 0
+        dur["both"] += span if b and a else 0
+        dur["any"] += span if b or a else 0
     t_prev = start
     for ts, _oi, is_ask, _p, delta, src in edges:
         if src != source:
@@ -784,20 +791,10 @@ def _uptime(edges: list[tuple[int, int, bool, int, int, str]], start: int, end: 
         if ts > end:
             break
         if ts > t_prev:
-            span = ts - t_prev
-            b, a = live[0] > 0, live[1] > 0
-            dur["bid"] += span if b else 0
-            dur["ask"] += span if a else 0
-            dur["both"] += span if b and a else 0
-            dur["any"] += span if b or a else 0
+            credit(ts - t_prev)
             t_prev = ts
         live[is_ask] += delta
-    span = end - t_prev
-    b, a = live[0] > 0, live[1] > 0
-    dur["bid"] += span if b else 0
-    dur["ask"] += span if a else 0
-    dur["both"] += span if b and a else 0
-    dur["any"] += span if b or a else 0
+    credit(end - t_prev)
     return {k: v / total for k, v in dur.items()}
 
 

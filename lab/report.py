@@ -159,13 +159,21 @@ def _style(ax: Any, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
-def chart_equity(rows: list[Sequence[Any]], t0: float) -> bytes:
+def _single(title: str, rows: list[Sequence[Any]], draw: Any) -> bytes:
+    """One axes titled ``title``: ``draw(ax)`` when there are rows, else "no data"."""
     fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
-    ax.set_title("Equity and attribution")
+    ax.set_title(title)
     if not rows:
         no_data(ax)
     else:
+        draw(ax)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def chart_equity(rows: list[Sequence[Any]], t0: float) -> bytes:
+    def draw(ax: Any) -> None:
         t = _seconds(rows, t0)
         ax.axhline(0.0, color="#888", lw=0.8)
         ax.plot(t, _column(rows, 2), lw=1.0, color="tab:green", label="spread capture")
@@ -174,22 +182,15 @@ def chart_equity(rows: list[Sequence[Any]], t0: float) -> bytes:
         ax.plot(t, _column(rows, 1), lw=1.8, color="black", label="equity (cumulative)")
         _style(ax, "time [s]", "USD")
         ax.legend(loc="upper left", fontsize=8, ncol=4)
-    fig.tight_layout()
-    return figure_png(fig)
+    return _single("Equity and attribution", rows, draw)
 
 
 def chart_inventory(rows: list[Sequence[Any]], t0: float) -> bytes:
-    fig = new_figure()
-    ax = fig.add_subplot(1, 1, 1)
-    ax.set_title("Inventory")
-    if not rows:
-        no_data(ax)
-    else:
+    def draw(ax: Any) -> None:
         ax.axhline(0.0, color="#888", lw=0.8)
         ax.step(_seconds(rows, t0), _column(rows, 1), where="post", lw=1.0, color="tab:blue")
         _style(ax, "time [s]", "position [base units]")
-    fig.tight_layout()
-    return figure_png(fig)
+    return _single("Inventory", rows, draw)
 
 
 def chart_quotes(rows: list[Sequence[Any]], t0: float) -> bytes:
