@@ -11,12 +11,11 @@ from typing import Any
 import orjson
 
 from analytics.session import SessionBuilder, curves, summarize
-from services.venue.flow import parse_tape
-from services.venue.markets import default_markets
 from shared.config import Settings
 
 from lab.latency import Latency
 from lab.sim import ACCOUNT, Recorder, Sim, fast_gc
+from lab.tape import load_tape
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,7 @@ class Run:
 
 
 def tapes_from(path: str | None, market_id: int) -> dict[int, Any] | None:
-    if not path:
-        return None
-    with open(path, "rb") as fh:
-        return parse_tape(fh, {market_id: default_markets()[market_id]})
+    return load_tape(path, market_id) if path else None
 
 
 def simulate(settings: Settings, run: Run, progress: Callable[[int], None] | None = None) -> tuple[Sim, float]:

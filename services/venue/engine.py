@@ -373,6 +373,18 @@ class Engine:
                 o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)   # the tx that changed it (Lighter orders updates by it)
                 self._touch(o)
 
+    def shrink(self, o: Order, lots: int, now_ms: int) -> None:
+        """Take ``lots`` off a resting order in place (it keeps its queue priority); nothing left: cancelled."""
+        if lots >= o.remaining:
+            self.cancel_order(o, now_ms)
+            return
+        o.remaining -= lots
+        self.books[o.market_id].reduce(o, lots)
+        self._set_reserved(o, min(o.reserved, o.remaining))
+        o.updated_ms = now_ms
+        self._touch(o)
+        self._flush()
+
     # -- cancel / modify ------------------------------------------------------------------
     def cancel(self, account: int, market_id: int, index: int, now_ms: int,
                status: str = "canceled") -> Order | None:

@@ -44,6 +44,7 @@ class Params:
     levels: int = 20
     level_notional_usd: float = 6000.0
     refresh_prob: float = 0.04  # per level per step: re-place (changes size, loses priority)
+    queue_power: float = 2.0  # replay: a tape level's shrink is ahead of our order with odds f(ahead):f(behind), f = x^n
     buy_bias: float = 0.5  # probability a taker buys
     # burst regime
     burst_every_s: float = 60.0
@@ -346,6 +347,7 @@ class SyntheticMarket:
         self.book: Book | None = None
         self.ladder_bids: dict[int, Order] = {}
         self.ladder_asks: dict[int, Order] = {}
+        self.tape_queues: dict[bool, dict[int, list[Order]]] = {}   # replay: the synthetic orders of a tape level, FIFO
         self.steps = 0
         self.grid_step = max(1, int(round(self.mid * params.level_step_bps / 1e4)))
         self.tick_value = 10 ** market.price_decimals
@@ -390,12 +392,89 @@ class SyntheticMarket:
         self.regime.advance(self, now_ms, dt, rng)
         self.mid = max(1.0, self.regime.mid_step(self, dt, rng))
         engine.set_mark(self.m.market_id, self.mark())
-        self._refresh_ladder(engine, now_ms)
-        for t in self.regime.takers(self, dt, rng):
+        if self.regime.target_levels(self) is not None:
+            # a tape: its trades first (they eat the queue at their price, ours in FIFO order), then its
+            # book, whose sizes already show those trades (applied the other way round, a trade would count twice)
+            self._take(engine, self.regime.takers(self, dt, rng), now_ms)
+            self._follow_tape(engine, now_ms)
+        else:
+            self._refresh_ladder(engine, now_ms)
+            self._take(engine, self.regime.takers(self, dt, rng), now_ms)
+        self.steps += 1
+
+    def _take(self, engine: Engine, takers: list[TakerIntent], now_ms: int) -> None:
+        for t in takers:
             if t.lots > 0:
                 engine.create_order(self.taker_account, self.m.market_id, 0, t.is_ask, t.limit,
                                     t.lots, ORDER_LIMIT, TIF_IOC, False, 0, now_ms)
-        self.steps += 1
+
+    def _follow_tape(self, engine: Engine, now_ms: int) -> None:
+        """Make each price level's synthetic size the tape's, keeping queue positions (a probabilistic
+        queue model, after hftbacktest's ``PowerProbQueueModel``, on Lighter's FIFO book).
+
+        The tape only shows a level's total. Growth joins the back of the queue (behind any order of
+        ours). A shrink that is not a trade (a cancel) comes from ahead of our first order at that price
+        with probability f(ahead) / (f(ahead) + f(behind)), f(x) = x ** queue_power, applied as its
+        expected value (deterministic); with nobody of ours at the level, where it comes from is moot.
+        Trades need no model: the tape's trades are takers that the engine matches in FIFO order.
+        """
+        target = self.regime.target_levels(self)
+        assert target is not None
+        book = engine.books[self.m.market_id]
+        mine = self.mm_account
+        n = self.p.queue_power
+        for is_ask, want, have in ((False, target[0], self.ladder_bids), (True, target[1], self.ladder_asks)):
+            want_sizes = dict(want)
+            queues: dict[int, list[Order]] = self.tape_queues.setdefault(is_ask, {})
+            queued = {o.order_index for lst in queues.values() for o in lst}
+            for o in have.values():   # a synthetic ladder left by another regime (a mixed model): gone
+                if o.status == "open" and o.order_index not in queued:
+                    engine.cancel_order(o, now_ms)
+            for price in [p for p in queues if p not in want_sizes]:
+                for o in queues.pop(price):
+                    if o.status == "open":
+                        engine.cancel_order(o, now_ms)
+            have.clear()
+            for price, size in want:
+                q = [o for o in queues.get(price, ()) if o.status == "open" and o.remaining > 0]
+                total = sum(o.remaining for o in q)
+                if size > total:
+                    o = engine.create_order(mine, self.m.market_id, 0, is_ask, price, size - total,
+                                            ORDER_LIMIT, TIF_GTT, False, 0, now_ms)
+                    if o.status == "open" and o.remaining > 0:
+                        q.append(o)
+                elif size < total:
+                    self._shrink(engine, book, is_ask, price, q, total - size, n, now_ms)
+                    q = [o for o in q if o.status == "open" and o.remaining > 0]
+                queues[price] = q
+                if q:
+                    have[price] = q[0]
+
+    @staticmethod
+    def _shrink(engine: Engine, book: Book, is_ask: bool, price: int, q: list[Order], cut: int, n: float,
+                now_ms: int) -> None:
+        level = (book.asks if is_ask else book.bids).get(price)
+        tape = {o.order_index for o in q}
+        fifo = list(level.orders) if level is not None else []
+        first_real = next((i for i, oi in enumerate(fifo) if oi not in tape), None)   # the first real order
+        if first_real is None:   # only the tape's liquidity at the level: take it from the back
+            ahead: list[Order] = []
+            behind = list(q)
+        else:
+            pos = {oi: i for i, oi in enumerate(fifo)}
+            ahead = [o for o in q if pos[o.order_index] < first_real]
+            behind = [o for o in q if pos[o.order_index] > first_real]
+        a, b = sum(o.remaining for o in ahead), sum(o.remaining for o in behind)
+        fa, fb = a ** n, b ** n
+        from_ahead = round(cut * fa / (fa + fb)) if fa + fb > 0 else 0
+        from_ahead = max(cut - b, min(a, from_ahead))
+        for group, lots in ((ahead, from_ahead), (behind, cut - from_ahead)):
+            for o in reversed(group):   # nearest to our order first
+                if lots <= 0:
+                    break
+                take = min(lots, o.remaining)
+                engine.shrink(o, take, now_ms)
+                lots -= take
 
     def _desired(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         target = self.regime.target_levels(self)
@@ -421,6 +500,15 @@ class SyntheticMarket:
         """Keep the synthetic ladder on the desired levels: cancel stale ones first (both sides),
         then place missing ones, so the ladder never trades with itself. A few random levels are
         re-placed each step (new size, back of the queue), which lets other orders gain priority."""
+        if self.tape_queues:   # a tape's levels left by another regime (a mixed model): gone
+            for queues in self.tape_queues.values():
+                for lst in queues.values():
+                    for o in lst:
+                        if o.status == "open":
+                            engine.cancel_order(o, now_ms)
+            self.tape_queues = {}
+            self.ladder_bids.clear()
+            self.ladder_asks.clear()
         bids, asks = self._desired()
         rng = self.rng
         n_refresh = self.p.refresh_prob * (len(bids) + len(asks))
