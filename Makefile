@@ -1,5 +1,5 @@
 # lighter-bot: the two commands in the README do all set-up on a fresh Debian/Ubuntu machine.
-.PHONY: setup run test bench chaos clean compose-env
+.PHONY: setup run test bench chaos consistency clean compose-env
 
 setup:
 	@scripts/bootstrap.sh
@@ -15,6 +15,9 @@ chaos: setup  ## 200 cycles of SIGKILL-a-random-service against the whole system
 
 bench: setup  ## latency per hop and venue throughput; see BENCHMARKS.md
 	.venv/bin/python -m bench $(ARGS)
+
+consistency: setup  ## a 3-minute live session against 10 lab seeds of the same span (BENCHMARKS.md)
+	.venv/bin/python -m bench.consistency $(ARGS)
 
 compose-env:  ## once before `docker compose up`: Redis users' passwords in .env.redis and .env.redis.<service> (0600)
 	python3 scripts/redis_acl.py compose-env

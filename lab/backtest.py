@@ -26,6 +26,7 @@ class Run:
     tape: str | None = None
     latency: str = "constant"
     tier: str | None = None
+    params: tuple[tuple[str, float], ...] = ()   # the venue's market-model parameters (services/venue/flow.py Params)
 
 
 def tapes_from(path: str | None, market_id: int) -> dict[int, Any] | None:
@@ -36,7 +37,8 @@ def simulate(settings: Settings, run: Run, progress: Callable[[int], None] | Non
     """Run the session; returns the finished simulation and its wall-clock seconds."""
     model = run.model if not run.tape else "replay"
     sim = Sim(settings, model=model, seed=run.seed, latency=Latency.parse(run.latency),
-              tapes=tapes_from(run.tape, settings.market_spec.market_id), venue_tier=run.tier, record=Recorder())
+              tapes=tapes_from(run.tape, settings.market_spec.market_id), venue_tier=run.tier, record=Recorder(),
+              model_params=dict(run.params))
     t0 = time.perf_counter()
     end = sim.start_ms + int(run.hours * 3_600_000)
     with fast_gc():
@@ -67,7 +69,7 @@ def backtest(settings: Settings, run: Run, out: Path | None = None, overrides: d
     summary.update({"sim_seconds": (end - sim.start_ms) / 1000, "wall_seconds": round(wall, 3), "events": sim.events_run,
                     "sim_per_wall": round((end - sim.start_ms) / 1000 / wall, 1) if wall > 0 else None,
                     "model": sim.vcfg.model, "seed": run.seed, "hours": run.hours, "latency": sim.latency.spec,
-                    "tape": run.tape, "profile": settings.profile, "overrides": overrides or {},
+                    "tape": run.tape, "model_params": dict(run.params), "profile": settings.profile, "overrides": overrides or {},
                     "intents": len(sim.rec.intents), "intent_digest": sim.rec.digest()})
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,8 @@ def _common(p: Parser) -> None:
     p.add_argument("--tape", default=None, help="JSONL tape (services/venue/README.md) played by the venue's replay model")
     p.add_argument("--latency", default="constant", help="constant[:ws=MS,bus=MS,rest=MS] or empirical:FILE")
     p.add_argument("--tier", choices=("premium", "standard"), default=None, help="venue account tier (default venue.tier)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="venue market-model parameter (services/venue/README.md), e.g. queue_power=3 or sigma_bps=2")
     p.add_argument("--out", required=True, help="output directory")
 
 
@@ -67,7 +69,20 @@ def _run(a: object):
     tape = getattr(a, "tape")
     if tape and not Path(tape).is_file():
         raise UsageError(f"--tape: no such file: {tape}")
-    return Run(getattr(a, "model"), getattr(a, "seed"), hours, tape, getattr(a, "latency"), getattr(a, "tier"))
+    from dataclasses import fields
+
+    from services.venue.flow import Params
+    known = {f.name for f in fields(Params)}
+    params = []
+    for k, v in parse_pairs(getattr(a, "param"), "--param").items():
+        if k not in known:
+            raise UsageError(f"--param {k}: unknown (known: {', '.join(sorted(known))})")
+        try:
+            params.append((k, float(v)))
+        except ValueError:
+            raise UsageError(f"--param {k}: not a number: {v!r}") from None
+    return Run(getattr(a, "model"), getattr(a, "seed"), hours, tape, getattr(a, "latency"), getattr(a, "tier"),
+               tuple(params))
 
 
 def cmd_backtest(a: object) -> int:

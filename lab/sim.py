@@ -118,7 +118,8 @@ class Sim:
 
     def __init__(self, settings: Settings, *, model: str = "calm", seed: int = 1, latency: Latency | None = None,
                  tapes: dict[int, list[TapeEvent]] | None = None, start_ms: int = LAB_EPOCH_MS,
-                 venue_tier: str | None = None, record: Recorder | None = None) -> None:
+                 venue_tier: str | None = None, record: Recorder | None = None,
+                 model_params: dict[str, float] | None = None) -> None:
         self.settings = settings
         self.spec = settings.market_spec
         self.mid = self.spec.market_id
@@ -131,11 +132,13 @@ class Sim:
         self.latency.seed(seed)
         self.rec = record or Recorder()
         # -- the venue ------------------------------------------------------------------------------
-        self.vcfg = VenueConfig(seed=seed, model=model, tier=venue_tier or settings.venue.tier, markets=(self.mid,),
+        self.vcfg = VenueConfig(seed=seed, model=model, model_params=dict(model_params or {}),
+                                tier=venue_tier or settings.venue.tier, markets=(self.mid,),
                                 accounts=[AccountSpec(ACCOUNT, API_KEY, "00" * 40, "1000")])
         self.venue = Venue(self.vcfg, random.Random(seed), start_ms, tapes)
         self.venue.register_account(ACCOUNT, API_KEY, "00" * 40, COLLATERAL_MICRO, start_ms)
         self.host = vl.LabHost(self.venue, self.vcfg, start_ms)
+        self._book = self.venue.engine.books[self.mid]
         self.session = vl.LabSession()
         # -- the cores ------------------------------------------------------------------------------
         f = settings.feed
@@ -214,7 +217,9 @@ class Sim:
     def _flush_tick(self) -> None:
         if self.venue.next_wakeup_ms() <= self.now:   # a step due at this very ms runs first, as the live scheduler's does
             self.host.run_core(self.now)
-        self.host.hub.flush_books(self.now)
+        book = self._book
+        if book.dirty_asks or book.dirty_bids:   # the feed subscribes to nothing else the flush sends
+            self.host.hub.flush_books(self.now)
         self._drain_frames()
         self.at(self.now + self.vcfg.book_flush_ms, self._flush_tick)
 

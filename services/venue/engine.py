@@ -3,7 +3,7 @@
 Pure: every method takes `now_ms`; no clock, no asyncio, no randomness. State changes are
 reported as events appended to `self.events`:
 
-- ("order", Order, status, remaining, filled_base): an order's state after an operation
+- ("order", Order, status, remaining, filled_base): an order's state after an operation (real accounts only)
   (only for accounts with history, i.e. not the synthetic liquidity accounts);
 - ("trade", Trade): a fill;
 - ("account", account_index): collateral/position changed.
@@ -80,6 +80,7 @@ class Engine:
         self.marks: dict[int, int] = {m: mk.start_mid for m, mk in markets.items()}
         self.last_trade_price: dict[int, int] = {m: mk.start_mid for m, mk in markets.items()}
         self.events: list[tuple] = []
+        self._synthetic: set[int] = set()
         self._touched: dict[int, Order] = {}
         self._expiries: list[tuple[int, int]] = []
         self.next_order_index = ORDER_INDEX_BASE
@@ -94,6 +95,8 @@ class Engine:
     # -- accounts -----------------------------------------------------------------------
     def add_account(self, acct: Account) -> None:
         self.accounts[acct.index] = acct
+        if acct.synthetic:
+            self._synthetic.add(acct.index)
         self.account_orders.setdefault(acct.index, {})
         if not acct.synthetic:
             self.history.setdefault(acct.index, deque(maxlen=self.history_per_account))
@@ -112,7 +115,8 @@ class Engine:
 
     # -- internal helpers ---------------------------------------------------------------
     def _touch(self, o: Order) -> None:
-        self._touched[o.order_index] = o
+        if o.account not in self._synthetic:   # nobody subscribes to the synthetic ladder's order events
+            self._touched[o.order_index] = o
 
     def _flush(self) -> None:
         if self._touched:

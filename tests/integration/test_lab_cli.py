@@ -70,6 +70,7 @@ def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> N
     (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--executor", "carrier-pigeon"), "--executor"),
     (("replay", "/no/such/file.rec.gz"), "/no/such/file.rec.gz"),
     (("backtest", "--hours", "1"), "--out"),
+    (("backtest", "--out", "x", "--param", "queue_powr=3"), "--param queue_powr"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args: tuple[str, ...], needle: str, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=tmp_path, capture_output=True, text=True,
