@@ -331,9 +331,9 @@ def _flatten(prefix: str, d: dict, out: list[tuple[str, Any]]) -> None:
             out.append((key, v))
 
 
-def summary_rows(summary: dict) -> list[tuple[str, str]]:
-    """(key, formatted value) for the header table: known keys first, markout_bps excluded (own table)."""
-    keys = [k for k in _KEY_ORDER if k in summary] + [k for k in summary if k not in _KEY_ORDER]
+def summary_rows(summary: dict, headline: bool = False) -> list[tuple[str, str]]:
+    """(key, formatted value): known keys first (only those when ``headline``), markout_bps excluded (own table)."""
+    keys = [k for k in _KEY_ORDER if k in summary] + ([] if headline else [k for k in summary if k not in _KEY_ORDER])
     out: list[tuple[str, str]] = []
     for k in keys:
         v = summary[k]
@@ -386,8 +386,8 @@ def _is_num(s: str) -> bool:
     return bool(re.fullmatch(r"[-+]?[0-9][0-9.,eE+\-]*%?( .*)?", s)) or s.startswith("n/a")
 
 
-def _summary_table(summary: dict) -> str:
-    rows = summary_rows(summary)
+def _summary_table(summary: dict, headline: bool = False) -> str:
+    rows = summary_rows(summary, headline)
     if not rows:
         return '<p class="muted">empty summary</p>'
     trs = "".join(
@@ -437,7 +437,8 @@ def write_report(out_dir: Path, summary: dict, curves: dict, title: str) -> list
         paths.append(p)
         figs.append(img_figure(png, name, caption))
 
-    body = ('<div class="grid"><div>' + "<h2>Summary</h2>" + _summary_table(summary) + "</div><div>"
-            + _markout_table(summary.get("markout_bps")) + "</div></div>\n<h2>Charts</h2>\n" + "".join(figs))
+    body = ('<div class="grid"><div>' + "<h2>Summary</h2>" + _summary_table(summary, headline=True) + "</div><div>"
+            + _markout_table(summary.get("markout_bps")) + "</div></div>\n<h2>Charts</h2>\n" + "".join(figs)
+            + "<h2>Every figure</h2>\n" + _summary_table(summary))
     paths[0].write_text(html_page(title, body), encoding="utf-8")
     return paths
