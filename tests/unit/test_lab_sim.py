@@ -84,3 +84,22 @@ def test_the_session_does_not_depend_on_the_process_hash_seed() -> None:
     out = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
     assert len(out) == 1 and len(next(iter(out)).strip()) == 64, out
+
+
+def test_empirical_latency_draws_the_recorded_samples_reproducibly(tmp_path) -> None:
+    import orjson
+
+    from lab.latency import hops_from_traces
+    traces = [{"venue": 0, "feed": 2_000_000, "maker": 3_000_000, "guard": 4_500_000, "signed": 5_000_000,
+               "sent": 9_000_000}, {"venue": 0, "feed": 1_000_000, "maker": 1_000_000, "guard": 1_700_000,
+                                    "signed": 2_000_000, "sent": 4_000_000}]
+    hops = hops_from_traces(traces)
+    assert hops == {"ws": [2.0, 1.0], "bus": [1.5, 0.7], "rest": [2.0, 1.0]}   # rest: half the signed→sent round trip
+    path = tmp_path / "hops.json"
+    path.write_bytes(orjson.dumps(hops))
+    a, b = Latency.parse(f"empirical:{path}"), Latency.parse(f"empirical:{path}")
+    a.seed(4)
+    b.seed(4)
+    draws = [a.draw("bus") for _ in range(50)]
+    assert draws == [b.draw("bus") for _ in range(50)] and set(draws) == {1, 2}   # 0.7 → 1, 1.5 → 2 ms
+    assert _run(2, 60, latency=a).rec.intents                                      # a session runs on it
