@@ -87,15 +87,16 @@ async def test_a_recorded_live_session_replays_to_the_same_intents_and_verdicts(
     assert r.returncode == 0 and doc["ok"], doc
     assert doc["compared"]["maker"] == sum(n for (src, _), n in intents.items() if src == "maker")
     assert doc["compared"]["hedger"] >= 1 and doc["compared"]["guard"] >= doc["compared"]["maker"]
-    # a changed input is found: move one book the maker saw by 30 bps and the replay must diverge
+    # a changed input is found: move every book the maker saw in the second half by 30 bps; its
+    # next decision prices from a different mid, and the replay must say where it first differs
     lines = rec.taps["maker"]
-    n = next(i for i, ln in enumerate(lines) if i > len(lines) // 2 and ln.get("k") == "h"
-             and ln["e"]["d"].get("type") == "book" and ln["e"]["d"]["bids"])
-    book = lines[n]["e"]["d"]
-    shift = book["bids"][0][0] * 30 // 10_000
-    book["bids"] = [[p + shift, q] for p, q in book["bids"]]
-    book["asks"] = [[p + shift, q] for p, q in book["asks"]]
-    assert "maker" in recording.replay(rec).first
+    for ln in lines[len(lines) // 2:]:
+        d = ln.get("e", {}).get("d", {}) if ln.get("k") == "h" else {}
+        if d.get("type") == "book":
+            for side in ("bids", "asks"):
+                d[side] = [[p + p * 30 // 10_000, q] for p, q in d[side]]
+    first = recording.replay(rec).first
+    assert "maker" in first and first["maker"].index < doc["compared"]["maker"], first
 
 
 async def _hedged(system: System) -> bool:

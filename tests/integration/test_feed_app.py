@@ -317,7 +317,7 @@ async def test_account_events_with_token_from_redis(make_feed: Callable[..., Awa
     assert msgs[0] == Position(market_id=2, position=0, ts_ms=msgs[0].ts_ms)  # type: ignore[attr-defined]
     assert isinstance(msgs[1], AccountGap) and msgs[1].reason == "start"
     assert isinstance(msgs[2], OrderUpdate) and (msgs[2].filled_size, msgs[2].remaining_size) == (50, 14)
-    assert isinstance(msgs[3], Fill) and (msgs[3].is_ask, msgs[3].is_maker, msgs[3].fee) == (True, True, 197)
+    assert isinstance(msgs[3], Fill) and (msgs[3].is_ask, msgs[3].is_maker, msgs[3].fee) == (True, True, 196)   # floored, as the venue charges
     assert isinstance(msgs[4], Position) and msgs[4].position == -50
 
     await v.update(bids=[("140.121", "1.000")], asks=[])  # a fresh book frame (the fake venue only sends on demand)

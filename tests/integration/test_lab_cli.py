@@ -29,13 +29,13 @@ def _summary(d: Path) -> dict:
 
 
 def test_a_backtest_writes_its_summary_report_and_charts_and_repeats_bit_for_bit(tmp_path: Path) -> None:
-    args = ("backtest", "--model", "as", "--seed", "7", "--hours", "0.1", "--set", "maker.spread_bps=4")
+    args = ("backtest", "--model", "as", "--seed", "7", "--hours", "0.06", "--set", "maker.spread_bps=4")
     a, b = lighter_bot(*args, "--out", str(tmp_path / "a")), lighter_bot(*args, "--out", str(tmp_path / "b"))
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     sa, sb = _summary(tmp_path / "a"), _summary(tmp_path / "b")
     for k in REQUIRED:
         assert k in sa, k
-    assert sa["sim_seconds"] == 360 and sa["fills_maker"] > 0 and sa["overrides"] == {"maker.spread_bps": "4"}
+    assert sa["sim_seconds"] == 216 and sa["fills_maker"] > 0 and sa["overrides"] == {"maker.spread_bps": "4"}
     assert sa["sharpe"]["interval_s"] > 0 and "maker" in sa["markout_bps"]
     assert {k: v for k, v in sa.items() if k not in CLOCK_KEYS} == {k: v for k, v in sb.items() if k not in CLOCK_KEYS}
     pnl = Fraction(Decimal(sa["pnl_usd"]))
