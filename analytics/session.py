@@ -22,8 +22,9 @@ Time
 Exchange time only: ``BookTop.venue_ts_ms``, ``Fill.ts_ms``, ``Position.ts_ms``, ``OrderUpdate.ts_ms``
 (``OrderIntent`` has no exchange time: its producer's ``created_ms``). ``feed(msg, ts_ms)``'s ``ts_ms``
 (arrival time) is used only when a message carries 0. An ``OrderUpdate``'s ``ts_ms`` is the order's
-``transaction_time`` (``shared.lighter_wire.order_update``), which the venue leaves at the order's
-creation: a cancel or fill update would look as old as the order. So an update is dated no earlier
+``transaction_time`` (``shared.lighter_wire.order_update``): the time of the tx that last changed it
+(the local venue kept the creation time until this was noticed; data recorded then, or from a venue
+that does, would date a cancel as old as the order). So, defensively, an update is dated no earlier
 than the latest exchange time already seen on the account stream (fills, positions, updates, in
 account-stream order), and an order that ends ``filled`` ends at its last fill's ``ts_ms``. Events at
 the same millisecond: fills first, then books (a book frame stamped with a trade's millisecond is taken

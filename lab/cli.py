@@ -19,7 +19,6 @@ from lab.latency import Latency, LatencyError
 from lab.overrides import apply_overrides, parse_pairs
 
 PROG = "lighter-bot"
-MODELS = ("calm", "burst", "trend", "informed", "as", "mixed")
 
 
 class UsageError(Exception):
@@ -45,7 +44,9 @@ def _model(text: str) -> str:
 
 
 def _common(p: Parser) -> None:
-    p.add_argument("--model", default="calm", help="venue market model (calm, burst, trend, informed, as; comma list = mixed)")
+    p.add_argument("--model", default="calm",
+                   help="venue market model: calm, burst, trend, informed, as; a comma list switches between them "
+                        "(ignored with --tape, which plays the venue's replay model)")
     p.add_argument("--seed", type=int, default=1, help="RNG seed of the venue and the latency model (default 1)")
     p.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
     p.add_argument("--config", default=None, help="config file (default config.yaml)")
@@ -69,6 +70,9 @@ def _run(a: object):
     tape = getattr(a, "tape")
     if tape and not Path(tape).is_file():
         raise UsageError(f"--tape: no such file: {tape}")
+    if tape:
+        from lab.tape import load_tape
+        load_tape(tape, load_settings(getattr(a, "config", None), getattr(a, "profile", None)).market_spec.market_id)
     from dataclasses import fields
 
     from services.venue.flow import Params
@@ -78,19 +82,30 @@ def _run(a: object):
         if k not in known:
             raise UsageError(f"--param {k}: unknown (known: {', '.join(sorted(known))})")
         try:
-            params.append((k, float(v)))
+            x = float(v)
         except ValueError:
             raise UsageError(f"--param {k}: not a number: {v!r}") from None
+        if x != x or x in (float("inf"), float("-inf")):
+            raise UsageError(f"--param {k}: not a finite number: {v!r}")
+        params.append((k, x))
     return Run(getattr(a, "model"), getattr(a, "seed"), hours, tape, getattr(a, "latency"), getattr(a, "tier"),
                tuple(params))
 
 
+def _need_charts() -> None:
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("the report's charts need matplotlib: pip install -e '.[lab]' (make setup installs it)")
+
+
 def cmd_backtest(a: object) -> int:
     from lab.backtest import backtest, progress_printer
+    _need_charts()
     settings = _settings(a)
     run = _run(a)
     out = Path(getattr(a, "out"))
-    prog = progress_printer(0, int(run.hours * 3_600_000)) if sys.stderr.isatty() or os.environ.get("LAB_PROGRESS") else None
+    want = sys.stderr.isatty() or os.environ.get("LAB_PROGRESS", "") not in ("", "0")
+    prog = progress_printer(0, int(run.hours * 3_600_000)) if want else None
     from lab.sim import LAB_EPOCH_MS
     shown = (lambda t: prog(t - LAB_EPOCH_MS)) if prog else None
     summary = backtest(settings, run, out, parse_pairs(getattr(a, "set"), "--set"), shown)
@@ -102,8 +117,31 @@ def cmd_backtest(a: object) -> int:
     return 0
 
 
+def _grid_value(settings: Settings, key: str, v: str) -> None:
+    if key == "model":
+        _model(v)
+    elif key == "seed":
+        if not v.lstrip("-").isdigit():
+            raise UsageError(f"--grid seed: not an integer: {v!r}")
+    elif key == "hours":
+        try:
+            h = float(v)
+        except ValueError:
+            raise UsageError(f"--grid hours: not a number: {v!r}") from None
+        if not 0 < h <= 720:
+            raise UsageError(f"--grid hours: must be > 0 and <= 720, got {v}")
+    elif key == "latency":
+        Latency.parse(v)
+    elif key == "tier":
+        if v not in ("premium", "standard"):
+            raise UsageError(f"--grid tier: premium or standard, got {v!r}")
+    else:
+        apply_overrides(settings, {key: v}, "--grid")
+
+
 def cmd_sweep(a: object) -> int:
     from lab.sweep import sweep
+    _need_charts()
     settings = _settings(a)
     run = _run(a)
     grid: dict[str, list[str]] = {}
@@ -113,9 +151,8 @@ def cmd_sweep(a: object) -> int:
         if not eq or not values:
             raise UsageError(f"--grid: expected KEY=V1,V2,..., got {g!r}")
         grid[key.strip()] = values
-        for v in values:   # every value must be a valid setting before any job starts
-            if key.strip() not in ("model", "seed", "hours", "latency", "tier"):
-                apply_overrides(settings, {key.strip(): v}, "--grid")
+        for v in values:   # every value must be valid before any job starts
+            _grid_value(settings, key.strip(), v)
     if not grid:
         raise UsageError("--grid: at least one KEY=V1,V2,... is required")
     ex = getattr(a, "executor")
@@ -124,6 +161,9 @@ def cmd_sweep(a: object) -> int:
     seeds = getattr(a, "seeds")
     if seeds < 1:
         raise UsageError(f"--seeds: must be >= 1, got {seeds}")
+    workers = getattr(a, "workers")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers: must be >= 1, got {workers}")
     out = Path(getattr(a, "out"))
     t0 = time.perf_counter()
 
@@ -137,17 +177,37 @@ def cmd_sweep(a: object) -> int:
     return 0
 
 
+def _redacted(url: str) -> str:
+    """A Redis URL without its credentials (they are secrets: never printed)."""
+    from urllib.parse import urlsplit
+    try:
+        u = urlsplit(url)
+        return f"{u.scheme}://{u.hostname or ''}{':' + str(u.port) if u.port else ''}{u.path}"
+    except ValueError:
+        return "(unparseable URL)"
+
+
 def cmd_record(a: object) -> int:
     from redis import Redis
+    from redis.exceptions import RedisError
 
     from lab import recording
     settings = load_settings(getattr(a, "config", None))
     market = settings.market_spec.market_id if getattr(a, "market") is None else getattr(a, "market")
-    account = getattr(a, "account")
+    raw = getattr(a, "account") or os.environ.get("LIGHTER_ACCOUNT_INDEX") or "100"
+    if not raw.isdigit():
+        raise UsageError(f"--account (or $LIGHTER_ACCOUNT_INDEX): not an account index: {raw!r}")
+    account = int(raw)
     since = int((time.time() - getattr(a, "since_s")) * 1000) if getattr(a, "since_s") else 0
-    r = Redis.from_url(getattr(a, "redis_url"))
+    url = getattr(a, "redis_url")
+    where = _redacted(url)
+    try:
+        r = Redis.from_url(url)
+    except ValueError as e:
+        raise UsageError(f"--redis-url {where}: {e}") from None
     entries: list[tuple[str, str, dict[str, str]]] = []
     try:
+        r.ping()
         for stream in recording.streams_for(market, account):
             start = f"{since}-0"
             while True:
@@ -158,13 +218,17 @@ def cmd_record(a: object) -> int:
                     entries.append((stream, eid.decode(), {k.decode(): v.decode() for k, v in fields.items()}))
                 ms, seq = batch[-1][0].decode().split("-")
                 start = f"{ms}-{int(seq) + 1}"
+    except (RedisError, OSError) as e:
+        raise UsageError(f"--redis-url {where}: cannot read the streams ({type(e).__name__})") from None
     finally:
         r.close()
     tap_dir = Path(getattr(a, "tap_dir"))
     taps: dict[str, list[bytes]] = {}
     for f in sorted(tap_dir.glob("*.tap.jsonl")) if tap_dir.is_dir() else []:
         taps[f.name.removesuffix(".tap.jsonl")] = f.read_bytes().splitlines()
-    counts = recording.write(Path(getattr(a, "out")), market, account, taps, entries)
+    out = Path(getattr(a, "out"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts = recording.write(out, market, account, taps, entries)
     print(f"recorded {counts['stream_entries']} stream entries and {counts['tap_lines']} core inputs "
           f"({', '.join(sorted(taps)) or 'no taps: set LIGHTER_TAP_DIR for the services'}) to {getattr(a, 'out')}")
     return 0
@@ -175,7 +239,7 @@ def cmd_replay(a: object) -> int:
     rec = recording.read(Path(getattr(a, "file")))
     rep = recording.replay(rec)
     if getattr(a, "json"):
-        print(orjson.dumps({"ok": rep.ok, "compared": rep.compared,
+        print(orjson.dumps({"ok": rep.ok, "compared": rep.compared, "skipped": rep.skipped,
                             "first_divergence": {k: d.text() for k, d in rep.first.items()}}).decode())
     else:
         for svc, n in rep.compared.items():
@@ -191,12 +255,21 @@ def cmd_report(a: object) -> int:
     from analytics.session import SessionBuilder, curves, summarize
     from lab import recording
     from lab.report import write_report
-    rec = recording.read(Path(getattr(a, "file")))
+    from analytics.session import NoBookData
+    _need_charts()
+    path = Path(getattr(a, "file"))
+    rec = recording.read(path)
     settings = load_settings(getattr(a, "config", None))
+    if rec.header.get("market_id") != settings.market_spec.market_id:
+        raise UsageError(f"{path}: market {rec.header.get('market_id')} recorded; the config trades market "
+                         f"{settings.market_spec.market_id} (pass the recording's --config)")
     b = SessionBuilder(settings.market_spec, rec.header.get("account"))
     for _, _, m in rec.entries:
         b.feed(m)
-    summary = summarize(b)
+    try:
+        summary = summarize(b)
+    except NoBookData:
+        raise UsageError(f"{path}: no book of market {settings.market_spec.market_id} in the recording") from None
     out = Path(getattr(a, "out"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -221,7 +294,7 @@ def parser() -> Parser:
     r.add_argument("--out", required=True)
     r.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6399/0"))
     r.add_argument("--tap-dir", default=os.environ.get("LIGHTER_TAP_DIR", "var/tap"))
-    r.add_argument("--account", type=int, default=int(os.environ.get("LIGHTER_ACCOUNT_INDEX", "100")))
+    r.add_argument("--account", default=None, help="account index (default $LIGHTER_ACCOUNT_INDEX, else 100)")
     r.add_argument("--market", type=int, default=None, help="market id (default the config's)")
     r.add_argument("--since-s", type=float, default=0.0, help="only the last N seconds of the streams (default all)")
     r.add_argument("--config", default=None)

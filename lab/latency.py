@@ -50,8 +50,8 @@ class Latency:
                     ms[hop] = float(v)
                 except ValueError:
                     raise LatencyError(f"{hop}: not a number: {v!r}") from None
-                if ms[hop] < 0:
-                    raise LatencyError(f"{hop}: must be >= 0")
+                if not 0 <= ms[hop] < 60_000:   # NaN fails this too
+                    raise LatencyError(f"{hop}: must be 0 .. 60000 ms, got {v}")
             return cls.constant(**ms)
         if kind == "empirical":
             path = Path(rest)
@@ -59,7 +59,14 @@ class Latency:
                 doc = orjson.loads(path.read_bytes())
             except (OSError, orjson.JSONDecodeError) as e:
                 raise LatencyError(f"{path}: cannot read hop samples ({type(e).__name__})") from None
-            samples = {h: [float(x) for x in doc.get(h, [])] for h in HOPS}
+            if not isinstance(doc, dict):
+                raise LatencyError(f"{path}: expected {{hop: [ms, ...]}}")
+            try:
+                samples = {h: [float(x) for x in doc.get(h, [])] for h in HOPS}
+            except (TypeError, ValueError):
+                raise LatencyError(f"{path}: samples must be numbers (ms)") from None
+            if any(not 0 <= x < 60_000 for v in samples.values() for x in v):
+                raise LatencyError(f"{path}: samples must be 0 .. 60000 ms")
             if not any(samples.values()):
                 raise LatencyError(f"{path}: no samples for any hop ({', '.join(HOPS)})")
             return cls(dict(DEFAULT_MS), {h: s for h, s in samples.items() if s}, spec=f"empirical:{path}")

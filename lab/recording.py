@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from services.guard import core as guard_core
 from services.guard.core import GuardCore, GuardLimits
@@ -68,7 +69,7 @@ def write(path: Path, market_id: int, account: int, taps: dict[str, list[bytes]]
                 try:
                     r = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    break   # a line cut by a crash ends that tap
+                    continue   # a line cut by a crash; the run after it starts with a new header
                 fh.write(orjson.dumps({"src": "tap", "service": service, "r": r}) + b"\n")
                 counts["tap_lines"] += 1
         for stream, eid, fields in entries:
@@ -106,11 +107,18 @@ def read(path: Path) -> Recording:
         if header.get("version") != VERSION:
             raise RecordingError(f"{path}: version {header.get('version')!r}; this build reads version {VERSION}")
         rec = Recording(header)
-        for n, line in enumerate(fh, start=2):
+        n = 1
+        try:
+            lines = list(fh)
+        except (OSError, EOFError) as e:   # a truncated or corrupt gzip member
+            raise RecordingError(f"{path}: unreadable after line 1 ({type(e).__name__}: {e})") from None
+        for n, line in enumerate(lines, start=2):
             try:
                 r = orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise RecordingError(f"{path}: line {n}: not JSON") from None
+            if not isinstance(r, dict) or (r.get("src") == "tap" and not isinstance(r.get("r"), dict)):
+                raise RecordingError(f"{path}: line {n}: not a recording line")
             if r.get("src") == "tap":
                 rec.taps.setdefault(r["service"], []).append(r["r"])
             elif r.get("src") == "stream":
@@ -141,10 +149,11 @@ class Divergence:
 class ReplayReport:
     compared: dict[str, int] = field(default_factory=dict)
     first: dict[str, Divergence] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)   # live intents from before the taps began
 
     @property
     def ok(self) -> bool:
-        return not self.first and bool(self.compared)
+        return not self.first and sum(self.compared.values()) > 0
 
 
 def _key(it: OrderIntent) -> dict[str, Any]:
@@ -152,7 +161,11 @@ def _key(it: OrderIntent) -> dict[str, Any]:
 
 
 def _settings(header: dict[str, Any]) -> Settings:
-    return Settings.model_validate({**header["settings"], "env": {}})
+    try:
+        return Settings.model_validate({**header["settings"], "env": {}})
+    except (ValidationError, KeyError, TypeError) as e:
+        raise RecordingError(f"{header.get('service', '?')} tap: settings this build cannot read "
+                             f"({str(e).splitlines()[0][:160]})") from None
 
 
 def _replay_quoting(service: str, lines: list[dict[str, Any]]) -> list[OrderIntent]:
@@ -166,12 +179,15 @@ def _replay_quoting(service: str, lines: list[dict[str, Any]]) -> list[OrderInte
     out: list[OrderIntent] = []
     for r in lines[1:]:
         t, k = r["t"], r["k"]
-        if k == "h":
-            cmds = core.handle(decode_event(r["e"], QUOTING_EVENTS), t)
-        elif k == "timer":
-            cmds = core.on_timer(t)
-        else:
-            cmds = core.shutdown(t)
+        try:   # as the live shell: a core error on one input rejects that input, nothing is emitted
+            if k == "h":
+                cmds = core.handle(decode_event(r["e"], QUOTING_EVENTS), t)
+            elif k == "timer":
+                cmds = core.on_timer(t)
+            else:
+                cmds = core.shutdown(t)
+        except Exception:  # noqa: BLE001 - the live shell logs it and carries on
+            cmds = []
         for c in cmds:
             if isinstance(c, ORDER_COMMANDS):
                 out.append(to_intent(c, service, core.market_id, t, t * 1_000_000, ttl, core.book_ts_ms or 0))  # type: ignore[arg-type]
@@ -184,10 +200,16 @@ def _replay_guard(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for r in lines[1:]:
         if r["k"] == "timer":
-            core.on_timer(r["t"])
+            try:
+                core.on_timer(r["t"])
+            except Exception:  # noqa: BLE001 - as live: logged, the loop goes on
+                pass
             continue
         ev = decode_event(r["e"], GUARD_EVENTS)
-        cmds = core.handle(ev, r["t"])
+        try:
+            cmds = core.handle(ev, r["t"])
+        except Exception:  # noqa: BLE001 - live: an intent the core fails on is vetoed, a state entry rejected
+            cmds = [guard_core.Veto(ev, "error", "error: guard internal error")] if isinstance(ev, OrderIntent) else []
         if isinstance(ev, OrderIntent):
             for c in cmds:
                 if isinstance(c, guard_core.Approve):
@@ -217,10 +239,17 @@ def replay(rec: Recording) -> ReplayReport:
             continue
         got = [i for seg in _segments(lines) for i in _replay_quoting(service, seg)]
         want = [i for i in live if i.source == service]
-        rep.compared[service] = len(want)
-        for n in range(len(want)):   # replayed intents after the last recorded one came after the recording
+        # the streams may hold intents from before the taps began (an earlier run, --since-s): start at
+        # the first live intent the replay also made; every one after it must then match, in order
+        at = {it.intent_id: n for n, it in enumerate(got)}
+        n0 = next((n for n, it in enumerate(want) if it.intent_id in at), len(want) if not got else 0)
+        g0 = at.get(want[n0].intent_id, 0) if n0 < len(want) else 0
+        rep.skipped[service] = n0
+        rep.compared[service] = len(want) - n0
+        for n in range(n0, len(want)):   # replayed intents after the last recorded one came after the recording
             a = _key(want[n])
-            b = _key(got[n]) if n < len(got) else None
+            j = g0 + n - n0
+            b = _key(got[j]) if j < len(got) else None
             if a != b:
                 rep.first[service] = Divergence(service, n, a, b)
                 break
@@ -228,8 +257,14 @@ def replay(rec: Recording) -> ReplayReport:
     if lines:
         approved = {m.intent_id for _, m in rec.stream(keys.ORDERS_APPROVED) if isinstance(m, OrderIntent)}
         vetoed = {m.intent_id for _, m in rec.stream(keys.ORDERS_EVENTS) if isinstance(m, OrderEvent) and m.kind == "veto"}
-        got_v = [v for seg in _segments(lines) for v in _replay_guard(seg)]
+        segs = _segments(lines)
+        got_v = [v for seg in segs for v in _replay_guard(seg)]
         judged = {iid for iid, _ in got_v}
+        since = next((r["t"] for seg in segs for r in seg[1:2]), None)   # the guard's first tapped input
+        before = {m.intent_id for _, m in rec.stream(keys.ORDERS_INTENTS)
+                  if isinstance(m, OrderIntent) and since is not None and m.created_ms < since}
+        approved -= before   # judged before the tap began: nothing to replay them from
+        vetoed -= before
         rep.compared["guard"] = 0
         for n, (iid, verdict) in enumerate(got_v):
             want_v = "approve" if iid in approved else "veto" if iid in vetoed else None

@@ -29,7 +29,7 @@ import orjson
 
 from services.feed import core as fc
 from services.feed.core import FeedCore, FrameIn, Opened, TokenSeen, Timing
-from services.gateway import core as gc
+from services.gateway import core as gw
 from services.gateway.app import limits_from
 from services.gateway.core import GatewayCore
 from services.guard import core as guard_core
@@ -206,7 +206,7 @@ class Sim:
         self._guard_cmds(self.guard.handle(guard_core.Recovered(), t))
         self.at(t, self._guard_timer)
         self.at(t, self._gateway_tick)
-        self._gateway(gc.LeaseRead(True, "lab:1"))
+        self._gateway(gw.LeaseRead(True, "lab:1"))
 
     # --- venue ------------------------------------------------------------------------------------
     def _venue_tick(self) -> None:
@@ -276,7 +276,7 @@ class Sim:
         elif dst == "guard":
             self._guard_cmds(self.guard.handle(msg, self.now))
         elif dst == "gateway":
-            self._gateway(gc.AccountIn(msg))  # type: ignore[arg-type]
+            self._gateway(gw.AccountIn(msg))  # type: ignore[arg-type]
 
     # --- maker and hedger ---------------------------------------------------------------------------
     def _maker_timer(self) -> None:
@@ -333,42 +333,42 @@ class Sim:
             self.link(src, dst).send(self._deliver, dst, ev)
 
     def _gateway_intent(self, it: OrderIntent) -> None:
-        self._gateway(gc.IntentIn(it, f"{self.now}-{self._seq}"))
+        self._gateway(gw.IntentIn(it, f"{self.now}-{self._seq}"))
 
     def _gateway_tick(self) -> None:
         now = self.now
         beats = tuple((n, now) for n in self.gateway.limits.watch)
-        self._gateway(gc.KillRead(self.kill, heartbeats=beats, state=self.risk_state))
+        self._gateway(gw.KillRead(self.kill, heartbeats=beats, state=self.risk_state))
         self._gateway_cmds(self.gateway.on_timer(now))
         self.at(now + GATEWAY_TICK_MS, self._gateway_tick)
 
     def _gateway(self, ev: Any) -> None:
         self._gateway_cmds(self.gateway.handle(ev, self.now))
-        self._gateway_cmds(self.gateway.handle(gc.SenderReady(), self.now))
+        self._gateway_cmds(self.gateway.handle(gw.SenderReady(), self.now))
 
     def _gateway_cmds(self, cmds: list[Any]) -> None:
         rest = self.rest
         for c in cmds:
-            if isinstance(c, gc.Publish):
+            if isinstance(c, gw.Publish):
                 self._order_event("gateway", c.event)
-            elif isinstance(c, gc.SendBatch):
+            elif isinstance(c, gw.SendBatch):
                 self._send_batch(c)
-            elif isinstance(c, gc.FetchNonce):
-                rest["out"].send(self._venue_answer, gc.NonceFetched, c.lane)
-            elif isinstance(c, gc.CheckLane):
-                rest["out"].send(self._venue_answer, gc.LaneChecked, c.lane)
-            elif isinstance(c, gc.FetchReconcile):
+            elif isinstance(c, gw.FetchNonce):
+                rest["out"].send(self._venue_answer, gw.NonceFetched, c.lane)
+            elif isinstance(c, gw.CheckLane):
+                rest["out"].send(self._venue_answer, gw.LaneChecked, c.lane)
+            elif isinstance(c, gw.FetchReconcile):
                 rest["out"].send(self._reconcile, c)
-            elif isinstance(c, gc.PublishAccount):
+            elif isinstance(c, gw.PublishAccount):
                 self.rec.account.append(c.msg)
                 for dst in ("maker", "hedger", "guard", "gateway"):
                     self.link("gateway", dst).send(self._deliver, dst, c.msg)
-            elif isinstance(c, gc.CheckActiveOrders):
+            elif isinstance(c, gw.CheckActiveOrders):
                 rest["out"].send(self._active_count)
-            elif isinstance(c, gc.MintAuthToken):
+            elif isinstance(c, gw.MintAuthToken):
                 token = vl.lab_token(ACCOUNT, API_KEY, self.now // 1000 + c.ttl_s)
                 self.link("gateway", "feed").send(self._feed, TokenSeen.of([(token, "redis")]))
-                self._gateway(gc.TokenMinted())
+                self._gateway(gw.TokenMinted())
 
     def _venue_answer(self, kind: type, lane: int) -> None:
         self.host.run_core(self.now)
@@ -378,29 +378,29 @@ class Sim:
     def _active_count(self) -> None:
         self.host.run_core(self.now)
         n = len(self.venue.engine.account_orders.get(ACCOUNT, {}))
-        self.rest["back"].send(self._gateway, gc.ActiveOrders(n))
+        self.rest["back"].send(self._gateway, gw.ActiveOrders(n))
 
-    def _reconcile(self, c: gc.FetchReconcile) -> None:
+    def _reconcile(self, c: gw.FetchReconcile) -> None:
         self.host.run_core(self.now)
         snap = vl.reconcile(self.venue, ACCOUNT, self.spec, c.reason, c.since_ms, self.now)
-        self.rest["back"].send(self._gateway, gc.ReconcileDone(snap))
+        self.rest["back"].send(self._gateway, gw.ReconcileDone(snap))
 
-    def _send_batch(self, c: gc.SendBatch) -> None:
+    def _send_batch(self, c: gw.SendBatch) -> None:
         b = c.batch
         orders = [t.intent for t in b.txs if t.action in ("place", "modify") and t.intent is not None]
         places = "0" if not orders else ("2" if all(self.gateway.reduces(it) for it in orders) else "1")
         verdict = claim_verdict(self.kill, self.risk_state, places)
         if verdict != "ok":
-            self._gateway(gc.BatchNotSent(b, f"{verdict}: lab claim", kill=self.kill if verdict == "killed" else None))
+            self._gateway(gw.BatchNotSent(b, f"{verdict}: lab claim", kill=self.kill if verdict == "killed" else None))
             return
         txs = vl.to_txs(c.requests, ACCOUNT, b.lane, b.first_nonce, self.now)
         self.rest["out"].send(self._arrive, b, txs)
 
-    def _arrive(self, b: gc.Batch, txs: list[Any]) -> None:
+    def _arrive(self, b: gw.Batch, txs: list[Any]) -> None:
         self.host.now_ms = self.now
         result = self.host.submit(txs)
         self._drain_frames()
-        done = gc.BatchDone(b, result, tuple(t.tx_hash for t in txs), max(t.expired_at for t in txs),
+        done = gw.BatchDone(b, result, tuple(t.tx_hash for t in txs), max(t.expired_at for t in txs),
                             self.now * 1_000_000, self.now * 1_000_000)
         self.rest["back"].send(self._gateway, done)
         self.at(max(self.now, self.venue.next_wakeup_ms()), self._venue_tick_once)
@@ -417,4 +417,4 @@ class Sim:
         """What ``make run``'s Ctrl-C does: the producers stop quoting, the gateway cancels everything."""
         for name, core, ttl in (("maker", self.maker, self.maker_ttl), ("hedger", self.hedger, HEDGE_TTL_MS)):
             self._quoting(name, core, ttl, core.shutdown(self.now))
-        self._gateway(gc.Stopping())
+        self._gateway(gw.Stopping())

@@ -64,11 +64,11 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 def job(settings_data: dict[str, Any], run: Run, params: dict[str, str], seed: int) -> dict[str, Any]:
     """One backtest of one grid point and seed (top level: it pickles)."""
-    run_over = {k: v for k, v in params.items() if k in RUN_KEYS}
+    run_over: dict[str, Any] = {k: (float(v) if k == "hours" else v) for k, v in params.items()
+                                if k in RUN_KEYS and k != "seed"}   # a grid seed is the base of the point's seeds
     set_over = {k: v for k, v in params.items() if k not in RUN_KEYS}
     settings = apply_overrides(Settings.model_validate(settings_data), set_over, "--grid")
-    r = replace(run, seed=seed, **{k: (float(v) if k == "hours" else int(v) if k == "seed" else v)
-                                   for k, v in run_over.items()})
+    r = replace(run, **{**run_over, "seed": seed})
     return {"params": params, "seed": seed, "summary": backtest(settings, r, charts=False, overrides=params)}
 
 
@@ -77,7 +77,7 @@ def sweep(settings: Settings, run: Run, grid: dict[str, list[str]], seeds: int, 
           progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     points = grid_points(grid)
     data = settings.model_dump(mode="python", exclude={"env"})   # secrets never leave this process
-    jobs = [(p, run.seed + s) for p in points for s in range(seeds)]
+    jobs = [(p, int(p.get("seed", run.seed)) + s) for p in points for s in range(seeds)]
     rows: list[dict[str, Any]] = []
     with executor(spec, workers or max(1, (os.cpu_count() or 1))) as ex:
         futs = [ex.submit(job, data, run, p, seed) for p, seed in jobs]

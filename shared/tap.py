@@ -15,6 +15,7 @@ event is ``{"c": class name, "d": fields}`` (bus messages as their JSON model du
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +26,7 @@ from shared.schemas import _BY_TYPE, Msg
 
 TAP_VERSION = 1
 TAP_ENV = "LIGHTER_TAP_DIR"
+log = logging.getLogger("tap")
 
 
 def _plain(v: Any) -> Any:
@@ -68,20 +70,42 @@ def decode_event(e: dict[str, Any], classes: dict[str, type]) -> Any:
 
 
 class Tap:
-    """Append-only, line-flushed JSONL: a crash loses at most the line being written."""
+    """Append-only, line-flushed JSONL (0600: it is the whole trading history): a crash loses at most
+    the line being written. Recording must never cost trading: a write that fails (disk full, the
+    directory removed) is logged once and ends the tap; the core still gets every input."""
 
     def __init__(self, path: Path, service: str, market_id: int, settings: Any) -> None:
+        self.path = path
+        self.broken = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh: IO[bytes] = open(path, "ab", buffering=0)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fh: IO[bytes] = os.fdopen(fd, "ab", buffering=0)
         header = {"tap": TAP_VERSION, "service": service, "market_id": market_id,
                   "settings": settings.model_dump(mode="json", exclude={"env"}), "pid": os.getpid()}
-        self.fh.write(orjson.dumps(header) + b"\n")
+        self._write(orjson.dumps(header) + b"\n")
+
+    def _write(self, line: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            self.fh.write(line)
+        except (OSError, ValueError) as e:   # ValueError: the file was closed under us
+            self.broken = True
+            log.error("core tap %s stopped (%s): trading goes on, this session can no longer be replayed",
+                      self.path, type(e).__name__)
 
     def note(self, now_ms: int, kind: str, ev: Any = None) -> None:
+        if self.broken:
+            return
         rec: dict[str, Any] = {"t": now_ms, "k": kind}
         if ev is not None:
-            rec["e"] = encode_event(ev)
-        self.fh.write(orjson.dumps(rec) + b"\n")
+            try:
+                rec["e"] = encode_event(ev)
+            except (TypeError, ValueError) as e:   # an input the tap cannot encode: the tap ends, trading does not
+                self.broken = True
+                log.error("core tap %s stopped: cannot record %s (%s)", self.path, type(ev).__name__, e)
+                return
+        self._write(orjson.dumps(rec) + b"\n")
 
 
 class TappedCore:

@@ -49,8 +49,6 @@ from shared.markets import MarketSpec, round_down
 from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_less_than, quote_prices,
                             skew_ticks)
 from shared.rate_budget import RateBudget
-
-ZERO = Fraction(0)
 from shared.schemas import BookTop, Msg, OrderEvent, RiskState, TradingState
 
 from services.maker.signals import TrendWindow, VolEma
@@ -63,6 +61,8 @@ NEVER = -(10**18)
 RATE_BACKOFF_MS = 2_000       # after a "rate" veto, no new place/modify for this long, doubling up to the max
 RATE_BACKOFF_MAX_MS = 30_000
 
+
+ZERO = Fraction(0)
 
 @dataclass(frozen=True, slots=True)
 class Target:

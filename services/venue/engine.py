@@ -386,6 +386,7 @@ class Engine:
         self.books[o.market_id].reduce(o, lots)
         self._set_reserved(o, min(o.reserved, o.remaining))
         o.updated_ms = now_ms
+        o.tx_time_us = max(o.tx_time_us + 1, now_ms * 1000)
         self._touch(o)
         self._flush()
 

@@ -47,6 +47,14 @@ def test_a_backtest_writes_its_summary_report_and_charts_and_repeats_bit_for_bit
         assert (tmp_path / "a" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_grid_over_seeds_and_models_runs(tmp_path: Path) -> None:
+    r = lighter_bot("sweep", "--grid", "seed=3,9", "--grid", "model=calm,as", "--seeds", "1", "--hours", "0.01",
+                    "--executor", "serial", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 5 and any(",9," in row or row.startswith("9,") or ",9" in row for row in rows[1:]), rows
+
+
 @pytest.mark.parametrize("executor", ["process", "dask-local"])
 def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> None:
     r = lighter_bot("sweep", "--grid", "maker.spread_bps=3,6", "--seeds", "2", "--model", "as", "--hours", "0.03",
@@ -71,10 +79,17 @@ def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> N
     (("replay", "/no/such/file.rec.gz"), "/no/such/file.rec.gz"),
     (("backtest", "--hours", "1"), "--out"),
     (("backtest", "--out", "x", "--param", "queue_powr=3"), "--param queue_powr"),
+    (("backtest", "--out", "x", "--param", "sigma_bps=nan"), "--param sigma_bps"),
+    (("backtest", "--out", "x", "--latency", "constant:ws=nan"), "ws"),
+    (("sweep", "--out", "x", "--grid", "seed=1,x"), "--grid seed"),
+    (("sweep", "--out", "x", "--grid", "model=volcano"), "--model"),
+    (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--workers", "0"), "--workers"),
+    (("record", "--out", "x/r.gz", "--redis-url", "redis://user:hunter2@127.0.0.1:1/0"), "127.0.0.1:1"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args: tuple[str, ...], needle: str, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert needle in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "hunter2" not in r.stderr                           # a URL's password is a secret
     assert not (tmp_path / "x").exists()                       # nothing started, nothing written

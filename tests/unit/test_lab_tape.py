@@ -11,7 +11,7 @@ from lab.sim import Sim
 from lab.tape import tape_from_recording
 from shared import keys
 from shared.config import load_settings
-from shared.schemas import SCHEMA_VERSION, BookTop, OrderUpdate, Trade
+from shared.schemas import SCHEMA_VERSION, BookTop, Fill, OrderUpdate, Trade
 
 
 def _entry(stream: str, ms: int, seq: int, m) -> tuple[str, str, dict[str, str]]:
@@ -25,13 +25,22 @@ def test_our_resting_size_leaves_the_recorded_books_while_it_rests(tmp_path: Pat
     gone = ours.model_copy(update={"status": "canceled", "remaining_size": 0, "ts_ms": 1_500})
     later = book.model_copy(update={"venue_ts_ms": 2_000, "seq": 2})
     trade = Trade(market_id=2, trade_id=1, price=140_010, size=50, taker_is_ask=False, ts_ms=2_100)
+    hit_us = Trade(market_id=2, trade_id=2, price=140_000, size=50, taker_is_ask=True, ts_ms=2_200)
+    our_part = Fill(market_id=2, trade_id=2, order_index=8, client_order_index=12, is_ask=False, is_maker=True,
+                    price=140_000, size=20, ts_ms=2_200)
+    we_took = Trade(market_id=2, trade_id=3, price=140_010, size=40, taker_is_ask=False, ts_ms=2_300)
+    our_ioc = Fill(market_id=2, trade_id=3, order_index=9, client_order_index=14, is_ask=False, is_maker=False,
+                   price=140_010, size=40, ts_ms=2_300)
     path = tmp_path / "r.rec.gz"
     recording.write(path, 2, 100, {}, [
         _entry(keys.acct(100), 900, 0, ours), _entry(keys.md_book(2), 1_000, 0, book),
         _entry(keys.acct(100), 1_500, 0, gone), _entry(keys.md_book(2), 2_000, 0, later),
-        _entry(keys.md_trade(2), 2_100, 0, trade)])
+        _entry(keys.md_trade(2), 2_100, 0, trade), _entry(keys.md_trade(2), 2_200, 0, hit_us),
+        _entry(keys.acct(100), 2_200, 1, our_part), _entry(keys.md_trade(2), 2_300, 0, we_took),
+        _entry(keys.acct(100), 2_300, 1, our_ioc)])
     tape = tape_from_recording(recording.read(path), 2)
-    assert [(e.kind, e.t_ms) for e in tape] == [("book", 1_000), ("book", 2_000), ("trade", 2_100)]
+    assert [(e.kind, e.t_ms) for e in tape] == [("book", 1_000), ("book", 2_000), ("trade", 2_100), ("trade", 2_200)]
+    assert tape[3].size == 30                                   # the 20 that hit our quote were ours, not the market's
     assert tape[0].bids == [(140_000, 300), (139_990, 300)]     # our 200 taken out while it rested
     assert tape[1].bids == [(140_000, 500), (139_990, 300)]     # back to the market's own size after our cancel
     assert (tape[2].price, tape[2].size, tape[2].taker_buy) == (140_010, 50, True)
