@@ -205,33 +205,74 @@ def cmd_record(a: object) -> int:
         r = Redis.from_url(url)
     except ValueError as e:
         raise UsageError(f"--redis-url {where}: {e}") from None
-    entries: list[tuple[str, str, dict[str, str]]] = []
+    streams = recording.streams_for(market, account)
+    out = Path(getattr(a, "out"))
+    follow = getattr(a, "follow")
     try:
         r.ping()
-        for stream in recording.streams_for(market, account):
-            start = f"{since}-0"
-            while True:
-                batch = r.xrange(stream, min=start, count=5000)
-                if not batch:
-                    break
-                for eid, fields in batch:
-                    entries.append((stream, eid.decode(), {k.decode(): v.decode() for k, v in fields.items()}))
-                ms, seq = batch[-1][0].decode().split("-")
-                start = f"{ms}-{int(seq) + 1}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        w = recording.Writer(out, market, account)
+        try:
+            last = _copy(r, w, streams, {s: f"{since}-0" for s in streams})   # what the streams hold now
+            if follow:
+                _follow(r, w, streams, last)
+        finally:
+            w.taps(_read_taps(Path(getattr(a, "tap_dir"))))   # after the streams: every output's input is on file
+            counts = w.close()
     except (RedisError, OSError) as e:
-        raise UsageError(f"--redis-url {where}: cannot read the streams ({type(e).__name__})") from None
+        raise UsageError(f"cannot record from {where} to {out} ({type(e).__name__})") from None
     finally:
         r.close()
-    tap_dir = Path(getattr(a, "tap_dir"))
-    taps: dict[str, list[bytes]] = {}
-    for f in sorted(tap_dir.glob("*.tap.jsonl")) if tap_dir.is_dir() else []:
-        taps[f.name.removesuffix(".tap.jsonl")] = f.read_bytes().splitlines()
-    out = Path(getattr(a, "out"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    counts = recording.write(out, market, account, taps, entries)
-    print(f"recorded {counts['stream_entries']} stream entries and {counts['tap_lines']} core inputs "
-          f"({', '.join(sorted(taps)) or 'no taps: set LIGHTER_TAP_DIR for the services'}) to {getattr(a, 'out')}")
+    print(f"recorded {counts['stream_entries']} stream entries and {counts['tap_lines']} core inputs to {out}"
+          + ("" if counts["tap_lines"] else " (no taps: set LIGHTER_TAP_DIR for the services to replay them)"))
     return 0
+
+
+def _read_taps(tap_dir: Path) -> dict[str, list[bytes]]:
+    return {f.name.removesuffix(".tap.jsonl"): f.read_bytes().splitlines()
+            for f in (sorted(tap_dir.glob("*.tap.jsonl")) if tap_dir.is_dir() else [])}
+
+
+def _copy(r: object, w: object, streams: list[str], start: dict[str, str]) -> dict[str, str]:
+    """Every entry from ``start`` on, stream by stream; returns the last id read per stream."""
+    last = {}
+    for stream in streams:
+        ms0 = int(start[stream].split("-")[0])
+        nxt, last[stream] = start[stream], f"{max(ms0 - 1, 0)}-0"   # XREAD continues after this id
+        while True:
+            batch = r.xrange(stream, min=nxt, count=5000)   # type: ignore[attr-defined]
+            if not batch:
+                break
+            for eid, fields in batch:
+                w.stream(stream, eid.decode(), {k.decode(): v.decode() for k, v in fields.items()})  # type: ignore[attr-defined]
+            last[stream] = batch[-1][0].decode()
+            ms, seq = last[stream].split("-")
+            nxt = f"{ms}-{int(seq) + 1}"
+    return last
+
+
+def _follow(r: object, w: object, streams: list[str], last: dict[str, str]) -> None:
+    """Tail the streams until SIGINT/SIGTERM, flushing every few seconds: a session of any length,
+    whatever the streams' caps (run it beside the bot)."""
+    import signal
+    stop = {"now": False}
+
+    def halt(*_: object) -> None:
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, halt)
+    signal.signal(signal.SIGINT, halt)
+    flushed = time.monotonic()
+    sys.stderr.write(f"{PROG} record: following {len(streams)} streams; Ctrl-C to finish\n")
+    while not stop["now"]:
+        res = r.xread(dict(last), count=2000, block=500)   # type: ignore[attr-defined]
+        for stream_b, items in res or []:
+            stream = stream_b.decode() if isinstance(stream_b, bytes) else stream_b
+            for eid, fields in items:
+                w.stream(stream, eid.decode(), {k.decode(): v.decode() for k, v in fields.items()})  # type: ignore[attr-defined]
+                last[stream] = eid.decode()
+        if time.monotonic() - flushed > 5:
+            w.flush()   # type: ignore[attr-defined]
+            flushed = time.monotonic()
 
 
 def cmd_replay(a: object) -> int:
@@ -297,6 +338,8 @@ def parser() -> Parser:
     r.add_argument("--account", default=None, help="account index (default $LIGHTER_ACCOUNT_INDEX, else 100)")
     r.add_argument("--market", type=int, default=None, help="market id (default the config's)")
     r.add_argument("--since-s", type=float, default=0.0, help="only the last N seconds of the streams (default all)")
+    r.add_argument("--follow", action="store_true",
+                   help="keep recording new entries until Ctrl-C/SIGTERM (sessions longer than the streams keep)")
     r.add_argument("--config", default=None)
     rp = sub.add_parser("replay", help="re-run the recorded core inputs; report the first divergence (exit 1)")
     rp.add_argument("file")

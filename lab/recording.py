@@ -2,7 +2,8 @@
 
 Format ``lighter-bot-recording`` version 1 (documented in README "Strategy lab"):
 
-- line 1: ``{"format": "lighter-bot-recording", "version": 1, "market_id", "account", "streams": [...]}``
+- line 1: ``{"format": "lighter-bot-recording", "version": 1, "market_id", "account", "streams": [...]}``;
+  the other lines in any order (``record --follow`` writes entries as they come and the taps at the end)
 - ``{"src": "tap", "service": NAME, "r": TAP_LINE}``: each line of ``$LIGHTER_TAP_DIR/NAME.tap.jsonl``
   (``shared.tap``: the core's every input with its ``now_ms``; the first is the header with settings);
 - ``{"src": "stream", "stream": KEY, "id": ENTRY_ID, "type": T, "v": SCHEMA_VERSION, "d": JSON}``: every entry of the
@@ -54,13 +55,22 @@ def streams_for(market_id: int, account: int) -> list[str]:
             keys.ORDERS_APPROVED, keys.ORDERS_EVENTS, keys.RISK_EVENTS]
 
 
-def write(path: Path, market_id: int, account: int, taps: dict[str, list[bytes]],
-          entries: list[tuple[str, str, dict[str, str]]]) -> dict[str, int]:
-    """Write a recording; ``entries`` are (stream, id, fields) as XRANGE gives them. Returns counts."""
-    counts = {"tap_lines": 0, "stream_entries": 0}
-    with gzip.open(path, "wb", compresslevel=6) as fh:
-        fh.write(orjson.dumps({"format": FORMAT, "version": VERSION, "market_id": market_id, "account": account,
-                               "streams": streams_for(market_id, account)}) + b"\n")
+class Writer:
+    """A recording being written: the header, then stream entries and tap lines in any order. ``flush``
+    leaves a gzip sync point, so a recorder killed later still leaves everything up to it readable."""
+
+    def __init__(self, path: Path, market_id: int, account: int) -> None:
+        self.fh = gzip.open(path, "wb", compresslevel=6)
+        self.counts = {"tap_lines": 0, "stream_entries": 0}
+        self.fh.write(orjson.dumps({"format": FORMAT, "version": VERSION, "market_id": market_id, "account": account,
+                                    "streams": streams_for(market_id, account)}) + b"\n")
+
+    def stream(self, stream: str, eid: str, fields: dict[str, str]) -> None:
+        self.fh.write(orjson.dumps({"src": "stream", "stream": stream, "id": eid, "type": fields.get("type", ""),
+                                    "v": fields.get("v", ""), "d": fields.get("d", "")}) + b"\n")
+        self.counts["stream_entries"] += 1
+
+    def taps(self, taps: dict[str, list[bytes]]) -> None:
         for service, lines in sorted(taps.items()):
             for line in lines:
                 line = line.strip()
@@ -70,19 +80,32 @@ def write(path: Path, market_id: int, account: int, taps: dict[str, list[bytes]]
                     r = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue   # a line cut by a crash; the run after it starts with a new header
-                fh.write(orjson.dumps({"src": "tap", "service": service, "r": r}) + b"\n")
-                counts["tap_lines"] += 1
-        for stream, eid, fields in entries:
-            fh.write(orjson.dumps({"src": "stream", "stream": stream, "id": eid, "type": fields.get("type", ""),
-                                   "v": fields.get("v", ""), "d": fields.get("d", "")}) + b"\n")
-            counts["stream_entries"] += 1
-    return counts
+                self.fh.write(orjson.dumps({"src": "tap", "service": service, "r": r}) + b"\n")
+                self.counts["tap_lines"] += 1
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> dict[str, int]:
+        self.fh.close()
+        return self.counts
+
+
+def write(path: Path, market_id: int, account: int, taps: dict[str, list[bytes]],
+          entries: list[tuple[str, str, dict[str, str]]]) -> dict[str, int]:
+    """Write a recording; ``entries`` are (stream, id, fields) as XRANGE gives them. Returns counts."""
+    w = Writer(path, market_id, account)
+    w.taps(taps)
+    for stream, eid, fields in entries:
+        w.stream(stream, eid, fields)
+    return w.close()
 
 
 @dataclass
 class Recording:
     header: dict[str, Any]
     taps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    truncated: bool = False   # the file ended without its gzip trailer (read up to the last flush)
     entries: list[tuple[str, str, Msg]] = field(default_factory=list)
 
     def stream(self, name: str) -> Iterator[tuple[str, Msg]]:
@@ -107,11 +130,14 @@ def read(path: Path) -> Recording:
         if header.get("version") != VERSION:
             raise RecordingError(f"{path}: version {header.get('version')!r}; this build reads version {VERSION}")
         rec = Recording(header)
-        n = 1
+        lines: list[bytes] = []
         try:
-            lines = list(fh)
-        except (OSError, EOFError) as e:   # a truncated or corrupt gzip member
-            raise RecordingError(f"{path}: unreadable after line 1 ({type(e).__name__}: {e})") from None
+            for line in fh:
+                lines.append(line)
+        except (OSError, EOFError):   # a recorder killed before it closed the file: keep what was flushed
+            rec.truncated = True
+            if lines and not lines[-1].endswith(b"\n"):
+                lines.pop()
         for n, line in enumerate(lines, start=2):
             try:
                 r = orjson.loads(line)

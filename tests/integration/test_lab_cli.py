@@ -93,3 +93,42 @@ def test_bad_input_is_one_line_and_exit_status_2(args: tuple[str, ...], needle: 
     assert needle in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "hunter2" not in r.stderr                           # a URL's password is a secret
     assert not (tmp_path / "x").exists()                       # nothing started, nothing written
+
+
+def test_record_follow_keeps_what_arrives_after_it_started_and_a_killed_recorder_leaves_a_readable_file(
+        redis_server: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from redis import Redis
+
+    from lab import recording
+    from shared.schemas import BookTop, encode
+    r = Redis.from_url(redis_server)
+    book = BookTop(market_id=2, seq=1, venue_ts_ms=1, bids=[(140_000, 5)], asks=[(140_010, 5)])
+    r.delete("md:book:2")
+    r.xadd("md:book:2", encode(book))
+    out = tmp_path / "f.rec.gz"
+    p = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--follow", "--out", str(out), "--redis-url",
+                          redis_server, "--tap-dir", str(tmp_path / "none")], cwd=REPO, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(2.0)
+        for n in range(2, 5):
+            r.xadd("md:book:2", encode(book.model_copy(update={"seq": n})))
+        time.sleep(1.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    rec = recording.read(out)
+    assert [m.seq for _, m in rec.stream("md:book:2")] == [1, 2, 3, 4] and not rec.truncated
+    # a recorder killed after a flush: everything up to it reads back
+    w = recording.Writer(tmp_path / "k.rec.gz", 2, 100)
+    w.stream("md:book:2", "5-0", encode(book))
+    w.flush()
+    cut = (tmp_path / "k.rec.gz").read_bytes()
+    (tmp_path / "cut.rec.gz").write_bytes(cut)
+    w.close()
+    rec = recording.read(tmp_path / "cut.rec.gz")
+    assert rec.truncated and [m.seq for _, m in rec.stream("md:book:2")] == [1]
