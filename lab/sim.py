@@ -59,12 +59,14 @@ GATEWAY_TICK_MS = 100
 def claim_verdict(kill: str | None, state: str | None, places: str) -> str:
     """The gateway's claim script (services/gateway/app.py ``_CLAIM``) on the lab's flags: a set kill
     flag or a missing/HALTED state stops a batch that places; REDUCING stops one that could add."""
-    if kill is not None and places != "0":
-        return "killed"
-    if places != "0" and state in (None, "HALTED"):
+    if places == "0":
+        return "ok"
+    if kill is not None:
         return "killed"
     if places == "1" and state == "REDUCING":
         return "reducing"
+    if state not in ("ACTIVE", "REDUCING"):   # HALTED, missing or anything else: fail closed
+        return "killed"
     return "ok"
 
 

@@ -69,6 +69,7 @@ def test_the_claim_stops_places_when_killed_halted_or_adding_while_reducing() ->
     assert claim_verdict(None, "REDUCING", "1") == "reducing"
     assert claim_verdict(None, "REDUCING", "2") == "ok"
     assert claim_verdict(None, "ACTIVE", "1") == "ok"
+    assert claim_verdict(None, "HALTED", "2") == "killed" and claim_verdict(None, "bogus", "2") == "killed"
 
 
 def test_the_session_does_not_depend_on_the_process_hash_seed() -> None:
