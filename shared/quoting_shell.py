@@ -232,6 +232,7 @@ class QuotingShell:
     async def _apply(self, rt: Runtime, msg: Msg, entry: Entry | None) -> None:
         ns = clock.now_ns()
         self._watch_starvation(msg, ns // 1_000_000)
+        self.on_input(msg, ns // 1_000_000)
         try:
             cmds = self.core.handle(msg, ns // 1_000_000)
         except Exception as e:  # noqa: BLE001 - one bad entry must not stop the service
@@ -254,6 +255,7 @@ class QuotingShell:
                     self.log.info("dry-run: not publishing %s", intent.model_dump_json())
                     continue
                 INTENTS.labels(self.name, intent.action).inc()
+                self.on_intent(intent, now_ms)
                 self.intents[intent.action] += 1
                 self.last_intent_s = time.time()
                 spec = self.core.spec
@@ -288,6 +290,12 @@ class QuotingShell:
                 self.starved.trading()
         if any(o.state in RESTING for o in self.core.ledger.live(self.name)):
             self.starved.trading()
+
+    def on_input(self, msg: Msg, now_ms: int) -> None:
+        """Every message the core is about to handle (a subclass may watch them; the core decides)."""
+
+    def on_intent(self, intent: Any, now_ms: int) -> None:
+        """Every intent published."""
 
     def observe(self) -> None:
         """Refresh gauges after each decision; subclasses set their own."""

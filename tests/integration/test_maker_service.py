@@ -249,3 +249,26 @@ async def test_orders_left_by_a_crashed_run_are_cancelled_at_start(redis: Redis)
         got = await n_intents(redis, 1)
     cancels = [i for i in got if i.action == "cancel"]
     assert [c.client_order_index for c in cancels] == [1111] and cancels[0].source == "maker"
+
+
+async def test_the_trader_metrics_reach_metrics_from_what_the_maker_saw(redis: Redis) -> None:
+    """mm_session_* on /metrics: the one metrics implementation over the maker's inputs and intents."""
+    from prometheus_client import REGISTRY
+
+    from shared.schemas import Fill
+    await redis.set(keys.book_latest(2), book().model_dump_json())
+    svc = MakerService(settings())
+    svc.SESSION_EVERY_S = 0.2
+    async with running(svc, redis):
+        got = await n_intents(redis, 2)
+        bid = next(i for i in got if not i.is_ask)
+        now = int(time.time() * 1000)
+        await xadd(redis, ACCT, Fill(market_id=2, trade_id=77, order_index=5, client_order_index=bid.client_order_index,
+                                     is_ask=False, is_maker=True, price=bid.price, size=bid.size, fee=0, ts_ms=now))
+        await xadd(redis, BOOK, book(ts_ms=now + 10))
+
+        async def exported() -> bool:
+            return REGISTRY.get_sample_value("mm_session_fills", {"source": "maker"}) == 1
+        await wait_for(exported)
+    assert REGISTRY.get_sample_value("mm_session_fill_ratio_maker") > 0
+    assert REGISTRY.get_sample_value("mm_session_spread_capture_usd") is not None
