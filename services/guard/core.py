@@ -496,7 +496,7 @@ class GuardCore:
         if veto is not None:
             return [veto]
         self._track(it, now_ms)
-        self.budget.take(now_ms)
+        self.budget.take(now_ms, source=it.source)
         return [self._approve(it, "ok")]
 
     def _modify(self, it: OrderIntent, now_ms: int) -> Approve | Veto:
@@ -508,7 +508,7 @@ class GuardCore:
             veto = self._check_place(it, now_ms, replacing=o.coi, new_lots=it.size - o.filled)
             if veto is not None:
                 return veto
-            self.budget.take(now_ms)
+            self.budget.take(now_ms, source=it.source)
         else:
             veto = self._reducing_veto(it, it.size - o.filled, o.coi)
             if veto is not None:
@@ -574,7 +574,8 @@ class GuardCore:
             return self._veto(it, "notional", f"notional: worst {side} {human(n2 // 2, 6)} "
                                               f"> max {lim.max_notional_human} USDC")
         if self.budget.room(it.source, now_ms) < 1:
-            return self._veto(it, "rate", f"rate: {self.budget.used(now_ms)} places/modifies in the last minute "
+            mine = f", {self.budget.used(now_ms, 'maker')} of them the maker's" if it.source == "maker" else ""
+            return self._veto(it, "rate", f"rate: {self.budget.used(now_ms)} places/modifies in the last minute{mine} "
                                           f"(budget {self.budget.cap(it.source)} for {it.source})")
         return None
 

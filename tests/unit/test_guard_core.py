@@ -544,13 +544,32 @@ def test_rate_budget_leaves_room_for_hedges() -> None:
         if isinstance(v, Veto):
             break
         n += 1
-    assert n == 32 and v.message == "rate: 32 places/modifies in the last minute (budget 32 for maker)"
+    assert n == 32 and v.message == ("rate: 32 places/modifies in the last minute, 32 of them the maker's "
+                                     "(budget 32 for maker)")
     hedge = place(101_000, 1, is_ask=True).model_copy(update={"source": "hedger", "intent_id": "h-1"})
     assert approved(c, hedge, NOW + 40) == "ok"
-    later = NOW + 60_001   # two maker stamps left the window; the hedge's stamp still counts for the maker
+    later = NOW + 60_001   # two maker stamps left the window
     c.handle(book(100_000, 100_002), later)
     c.handle(position(0), later)
-    assert approved(c, place(99_500, 1, created_ms=later).model_copy(update={"book_ts_ms": later}), later) == "ok"   # the first stamp left the window
+    assert approved(c, place(99_500, 1, created_ms=later).model_copy(update={"book_ts_ms": later}), later) == "ok"
+
+
+def test_a_hedge_does_not_use_up_the_makers_share_but_the_whole_budget_binds_everyone() -> None:
+    """The maker counts only its own intents; so must the guard for the maker's share, or every hedge
+    turns a maker intent the maker thought within budget into a "rate" veto."""
+    c = make_core(bid=100_000, ask=100_002)
+    for n in range(5):   # hedges first
+        h = place(101_000 + n, 1, is_ask=True).model_copy(update={"source": "hedger", "intent_id": f"h-{n}"})
+        assert approved(c, h, NOW + n) == "ok"
+    n = 0
+    while isinstance(verdict(c, place(99_000 - n, 1, created_ms=NOW + 10 + n), NOW + 10 + n), Approve):
+        n += 1
+    assert n == 32                                   # its whole share, hedges or not
+    for k in range(3):   # the hedger still has the rest of the whole budget (40): 5 + 32 + 3
+        h = place(100_500 + k, 1, is_ask=True).model_copy(update={"source": "hedger", "intent_id": f"h2-{k}"})
+        assert approved(c, h, NOW + 100 + k) == "ok"
+    h = place(100_600, 1, is_ask=True).model_copy(update={"source": "hedger", "intent_id": "h3"})
+    assert vetoed(c, h, NOW + 200).startswith("rate: 40 places/modifies")
 
 
 def test_replayed_approval_counts_in_flight() -> None:
