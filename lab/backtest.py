@@ -12,6 +12,7 @@ import orjson
 
 from analytics.session import SessionBuilder, curves, summarize
 from shared.config import Settings
+from shared.profile_check import contradictions
 
 from lab.latency import Latency
 from lab.sim import ACCOUNT, Recorder, Sim, fast_gc
@@ -66,6 +67,9 @@ def backtest(settings: Settings, run: Run, out: Path | None = None, overrides: d
     session = session_of(sim, settings)
     summary = summarize(session, start_ms=sim.start_ms, end_ms=end)
     summary["window_seconds"] = summary["sim_seconds"]   # the metrics' window: from the first book to the end
+    first = next((b for b in sim.rec.books if b.bids and b.asks), None)
+    summary["profile_warnings"] = ([] if first is None else
+                                   contradictions(settings, (first.bids[0][0] + first.asks[0][0]) // 2))
     summary.update({"sim_seconds": (end - sim.start_ms) / 1000, "wall_seconds": round(wall, 3), "events": sim.events_run,
                     "sim_per_wall": round((end - sim.start_ms) / 1000 / wall, 1) if wall > 0 else None,
                     "model": sim.vcfg.model, "seed": run.seed, "hours": run.hours, "latency": sim.latency.spec,

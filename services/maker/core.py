@@ -36,7 +36,9 @@ is quoted before the position is known (the guard would veto it).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -48,6 +50,7 @@ from shared.ledger import RESTING, OrderLedger, State, Transition
 from shared.markets import MarketSpec, round_down
 from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_less_than, quote_prices,
                             skew_ticks)
+from shared.profile_check import contradictions
 from shared.rate_budget import RateBudget
 from shared.schemas import BookTop, Msg, OrderEvent, RiskState, TradingState
 
@@ -85,6 +88,7 @@ class MakerCore:
                  max_book_age_ms: int | None = None) -> None:
         self.cfg, self.spec = cfg, spec
         self.market_id = spec.market_id
+        self.profile_check: Callable[[int], list[str]] | None = None   # shared.profile_check at the first book
         self.base_lots = config_size_lots(cfg, spec)
         self.min_notional = min_notional_micro(cfg.exchange_min_notional, spec)
         self.max_position = max_position_lots
@@ -118,8 +122,10 @@ class MakerCore:
 
     @classmethod
     def from_settings(cls, s: Settings) -> "MakerCore":
-        return cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals),
+        core = cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals),
                    s.guard.rate, s.guard.max_book_age_ms)
+        core.profile_check = partial(contradictions, s)
+        return core
 
     @property
     def position(self) -> int:
@@ -166,14 +172,18 @@ class MakerCore:
             return []  # older than what we have: conflation already moved past it
         self.book_ts_ms = book.venue_ts_ms
         self.trace = dict(book.trace)
+        warn: list[Command] = []
         if book.bids and book.asks:
             self.bid, self.ask = book.bids[0][0], book.asks[0][0]
+            if self.profile_check is not None:   # the venue's minimums need a price: said once, on the first book
+                warn = [Note(f"profile: {t}", "warning") for t in self.profile_check((self.bid + self.ask) // 2)]
+                self.profile_check = None
             mid = (self.bid + self.ask) / 2
             self.vol.update(book.venue_ts_ms, mid)
             self.trend.update(book.venue_ts_ms, mid)
         else:
             self.bid = self.ask = None
-        return self._reconcile(now_ms)
+        return warn + self._reconcile(now_ms) if warn else self._reconcile(now_ms)
 
     def _free_ended(self, transitions: list[Transition]) -> None:
         """A slot whose order ended (filled, cancelled, refused, never sent) is free again."""
