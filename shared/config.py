@@ -80,8 +80,15 @@ class TrendConfig(Section):
     enabled: bool = True
     lookback_s: Decimal = Field(Decimal("45"), gt=0, le=DAY_S)
     trigger_bps: Decimal = Field(Decimal("12"), gt=0, le=BPS)
+    release_bps: Decimal = Field(Decimal("8"), ge=0, le=BPS)    # a trend ends below this (hysteresis: < trigger_bps)
     widen_factor: Decimal = Field(Decimal("1.5"), ge=1, le=100)   # multiplies the half-spread: < 1 would narrow it
     one_sided: bool = True
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "TrendConfig":
+        if self.release_bps >= self.trigger_bps:
+            raise ValueError(f"release_bps: {self.release_bps} must be below trigger_bps ({self.trigger_bps})")
+        return self
 
 
 class MakerConfig(Section):

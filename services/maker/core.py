@@ -14,7 +14,8 @@ Policy, in order of precedence:
 2. **paused**: volatility EMA at/above ``pause_bps`` until it drops below ``resume_bps``. Only
    when |position| >= ``inventory_ratio`` x the guard's position limit is the side that reduces
    the position still quoted.
-3. **trend-up/-down**: |mid change over ``lookback_s``| >= ``trigger_bps`` widens the half-spread
+3. **trend-up/-down**: |mid change over ``lookback_s``| >= ``trigger_bps`` (until it falls below
+   ``release_bps``: hysteresis) widens the half-spread
    by ``widen_factor``; with ``one_sided`` only the side that does not fight the move is quoted
    (up: bid only, down: ask only).
 4. **quoting**: both sides.
@@ -105,6 +106,7 @@ class MakerCore:
         self.cancel_retry_ms = cfg.quote_ttl_ms          # a cancel nobody confirmed: send it again
         self.vol = VolEma(int(cfg.volatility.ema_halflife_s * 1000))
         self.trend = TrendWindow(int(cfg.trend.lookback_s * 1000))
+        self.trend_dir = 0   # +1 up, -1 down, 0 none (with hysteresis: _trend_state)
         self.mint = IdMint("maker")
         self.bid: int | None = None
         self.ask: int | None = None
@@ -220,7 +222,8 @@ class MakerCore:
         elif self.paused and vol < float(v.resume_bps):
             self.paused = False
         trend = self.trend.value
-        trending = t.enabled and abs(trend) >= float(t.trigger_bps)
+        self.trend_dir = self._trend_state(trend) if t.enabled else 0
+        trending = self.trend_dir != 0
         key = (f"{vol:.2f}", trending)   # the half-spread changes with these only (cached: timers repeat them)
         if key != self._hs_key:
             hs = frac(cfg.spread_bps)
@@ -243,9 +246,9 @@ class MakerCore:
             else:
                 sides = ()
         elif trending:
-            self.mode = "trend-up" if trend > 0 else "trend-down"
+            self.mode = "trend-up" if self.trend_dir > 0 else "trend-down"
             if t.one_sided:
-                sides = (trend < 0,)  # up: bid only; down: ask only
+                sides = (self.trend_dir < 0,)  # up: bid only; down: ask only
         else:
             self.mode = "quoting"
         skew = skew_ticks(mid_of(self.bid, self.ask), hs, position, self.max_position) if position else ZERO
@@ -266,6 +269,19 @@ class MakerCore:
                 continue
             out[is_ask] = Target(px, size)
         return out
+
+    def _trend_state(self, trend: float) -> int:
+        """+1/-1 while trending up/down, 0 otherwise: a trend starts at ``trigger_bps`` and ends below
+        ``release_bps`` (or flips when the other way reaches ``trigger_bps``), so it does not flap."""
+        t = self.cfg.trend
+        on, off = float(t.trigger_bps), float(t.release_bps)
+        if self.trend_dir == 0:
+            return (1 if trend > 0 else -1) if abs(trend) >= on else 0
+        if abs(trend) < off:
+            return 0
+        if (trend > 0) != (self.trend_dir > 0) and abs(trend) >= on:
+            return -self.trend_dir
+        return self.trend_dir
 
     def _reconcile(self, now_ms: int) -> list[Command]:
         desired = self._desired(now_ms)

@@ -56,3 +56,15 @@ def test_trend_down_and_out_of_order() -> None:
     t.update(1_000, 100.0)
     assert t.update(2_000, 99.8) == pytest.approx(-20.0)
     assert t.update(1_500, 150.0) == pytest.approx(-20.0)  # older than the last sample: ignored
+
+
+def test_the_trend_filter_has_hysteresis() -> None:
+    """Starts at trigger_bps (12), holds until below release_bps (8), flips only at the trigger the other way."""
+    from services.maker.core import MakerCore
+    from shared.config import load_settings
+    m = MakerCore.from_settings(load_settings())
+    seen = []
+    for trend in (11.9, 12.0, 10.0, 8.1, 7.9, -11.0, -12.5, 9.0, 12.0, -8.0):
+        m.trend_dir = m._trend_state(trend)
+        seen.append(m.trend_dir)
+    assert seen == [0, 1, 1, 1, 0, 0, -1, -1, 1, 1]
