@@ -139,6 +139,31 @@ def _grid_value(settings: Settings, key: str, v: str) -> None:
         apply_overrides(settings, {key: v}, "--grid")
 
 
+def _check_metric(settings: Settings, metric: str) -> None:
+    """``--metric`` must name a number in a backtest's summary (checked on a one-book session's)."""
+    from analytics.session import SessionBuilder, summarize
+    from shared.schemas import BookTop
+    b = SessionBuilder(settings.market_spec)
+    for t in (0, 60_000):
+        b.feed(BookTop(market_id=settings.market_spec.market_id, seq=t + 1, venue_ts_ms=t, bids=[(1000, 1)],
+                       asks=[(1001, 1)]))
+    sample = {**summarize(b), "wall_seconds": 0.0, "sim_per_wall": 0.0, "events": 0, "intents": 0}
+    cur: object = sample
+    found = metric in sample
+    if found:
+        cur = sample[metric]
+    else:
+        found = True
+        for part in metric.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                found = False
+                break
+            cur = cur[part]
+    if not found or isinstance(cur, (dict, list, bool)):   # a leaf may be None here (no fills): it exists
+        raise UsageError(f"--metric {metric!r}: not a number in summary.json (e.g. pnl_usd, fills_maker, "
+                         f"sharpe.value, markout_bps.maker.1000ms.bps)")
+
+
 def cmd_sweep(a: object) -> int:
     from lab.sweep import sweep
     _need_charts()
@@ -164,6 +189,7 @@ def cmd_sweep(a: object) -> int:
     workers = getattr(a, "workers")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {workers}")
+    _check_metric(settings, getattr(a, "metric"))
     out = Path(getattr(a, "out"))
     t0 = time.perf_counter()
 

@@ -79,6 +79,8 @@ def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> N
     (("replay", "/no/such/file.rec.gz"), "/no/such/file.rec.gz"),
     (("backtest", "--hours", "1"), "--out"),
     (("backtest", "--out", "x", "--param", "queue_powr=3"), "--param queue_powr"),
+    (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--metric", "pnl"), "--metric"),
+    (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--metric", "markout_bps"), "--metric"),
     (("backtest", "--out", "x", "--param", "sigma_bps=nan"), "--param sigma_bps"),
     (("backtest", "--out", "x", "--latency", "constant:ws=nan"), "ws"),
     (("sweep", "--out", "x", "--grid", "seed=1,x"), "--grid seed"),
@@ -132,3 +134,12 @@ def test_record_follow_keeps_what_arrives_after_it_started_and_a_killed_recorder
     w.close()
     rec = recording.read(tmp_path / "cut.rec.gz")
     assert rec.truncated and [m.seq for _, m in rec.stream("md:book:2")] == [1]
+
+
+def test_every_documented_metric_is_accepted() -> None:
+    from lab.cli import _check_metric
+    from shared.config import load_settings
+    s = load_settings()
+    for m in ("pnl_usd", "fills_maker", "sharpe.value", "markout_bps.maker.1000ms.bps", "two_sided_uptime",
+              "max_drawdown_usd", "wall_seconds"):
+        _check_metric(s, m)
