@@ -575,8 +575,7 @@ class Gateway:
         """One round trip before the send: lease, kill flag, journal records, ``gw:open``."""
         assert self.rt is not None
         b = c.batch
-        orders = [t.intent for t in b.txs if t.action in ("place", "modify") and t.intent is not None]
-        places = "0" if not orders else ("2" if all(self.core.reduces(it) for it in orders) else "1")
+        places = self.core.places_of(b)
         args: list[str | int] = [self.lease_token, places, len(b.txs)]
         for i, tx in enumerate(b.txs):
             it = tx.intent

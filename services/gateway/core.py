@@ -458,6 +458,12 @@ class GatewayCore:
         lots = it.size - (o.filled if o is not None and it.action == "modify" else 0)
         return self.ledger.reduce_problem(it.is_ask, lots, it.reduce_only, exclude=(it.client_order_index,)) is None
 
+    def places_of(self, batch: Batch) -> str:
+        """What the claim script is told of a batch: "0" no place or modify, "2" all of them only reduce,
+        "1" some may add (refused while REDUCING)."""
+        orders = [t.intent for t in batch.txs if t.action in ("place", "modify") and t.intent is not None]
+        return "0" if not orders else ("2" if all(self.reduces(it) for it in orders) else "1")
+
     # --- entry points ------------------------------------------------------------------------------
     def handle(self, event: Event, now_ms: int) -> list[Command]:
         if isinstance(event, IntentIn):

@@ -240,11 +240,7 @@ class GuardService:
                 VERDICTS.labels("vetoed", c.reason).inc()
                 log.log(logging.DEBUG if c.reason == "halted" else logging.INFO, "vetoed %s %s %s: %s",
                         it.intent_id, it.action, "ask" if it.is_ask else "bid", c.message)
-                trace = {**it.trace, "guard": clock.now_ns()}
-                return keys.ORDERS_EVENTS, OrderEvent(
-                    kind="veto", intent_id=it.intent_id, source=it.source, action=it.action, market_id=it.market_id,
-                    client_order_index=it.client_order_index, is_ask=it.is_ask, price=it.price, size=it.size,
-                    message=c.message, ts_ms=now, trace=trace)
+                return keys.ORDERS_EVENTS, c.event(now, {**it.trace, "guard": clock.now_ns()})
             if isinstance(c, Duplicate):
                 VERDICTS.labels("duplicate", "redelivered").inc()
                 log.info("intent %s already had a verdict before the restart; acking only", it.intent_id)

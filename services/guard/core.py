@@ -126,6 +126,13 @@ class Veto:
     reason: str
     message: str
 
+    def event(self, now_ms: int, trace: dict[str, int]) -> OrderEvent:
+        """The ``veto`` OrderEvent the shell publishes for this verdict."""
+        it = self.intent
+        return OrderEvent(kind="veto", intent_id=it.intent_id, source=it.source, action=it.action,
+                          market_id=it.market_id, client_order_index=it.client_order_index, is_ask=it.is_ask,
+                          price=it.price, size=it.size, message=self.message, ts_ms=now_ms, trace=trace)
+
 
 @dataclass(frozen=True, slots=True)
 class Duplicate:
