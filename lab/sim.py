@@ -303,10 +303,7 @@ class Sim:
             if isinstance(c, guard_core.Approve):
                 self.link("guard", "gateway").send(self._gateway_intent, it)
             elif isinstance(c, guard_core.Veto):
-                ev = OrderEvent(kind="veto", intent_id=it.intent_id, source=it.source, action=it.action,
-                                market_id=it.market_id, client_order_index=it.client_order_index, is_ask=it.is_ask,
-                                price=it.price, size=it.size, message=c.message, ts_ms=self.now, trace=it.trace)
-                self._order_event("guard", ev)
+                self._order_event("guard", c.event(self.now, it.trace))
             else:
                 self._guard_cmds([c])
 
@@ -389,9 +386,7 @@ class Sim:
 
     def _send_batch(self, c: gw.SendBatch) -> None:
         b = c.batch
-        orders = [t.intent for t in b.txs if t.action in ("place", "modify") and t.intent is not None]
-        places = "0" if not orders else ("2" if all(self.gateway.reduces(it) for it in orders) else "1")
-        verdict = claim_verdict(self.kill, self.risk_state, places)
+        verdict = claim_verdict(self.kill, self.risk_state, self.gateway.places_of(b))
         if verdict != "ok":
             self._gateway(gw.BatchNotSent(b, f"{verdict}: lab claim", kill=self.kill if verdict == "killed" else None))
             return

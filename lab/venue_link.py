@@ -9,11 +9,14 @@ builds, through the same ``shared.lighter_wire`` parsers, from the venue's own J
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.gateway.replies import SendResult
+import orjson
+
+from services.gateway.replies import SendResult, classify
 from services.gateway.txs import CancelAllReq, CancelOrderReq, CreateOrderReq, ModifyOrderReq, SignRequest
 from services.venue import errors as E
 from services.venue import wire as vwire
@@ -22,10 +25,10 @@ from services.venue.core import Venue
 from services.venue.faults import Faults
 from services.venue.limits import Limiter
 from services.venue.stream import Hub
-from services.venue.txs import TX_CANCEL_ALL, TX_CANCEL_ORDER, TX_CREATE_ORDER, TX_MODIFY_ORDER, Tx, tx_hash_of
+from services.venue.txs import TX_CANCEL_ALL, TX_CANCEL_ORDER, TX_CREATE_ORDER, TX_MODIFY_ORDER, Tx, parse_tx
 from shared import lighter_wire as wire
 from shared.markets import MarketSpec
-from shared.schemas import Position, Reconcile
+from shared.schemas import Reconcile
 
 SDK_TX_EXPIRY_MS = 599_000   # the SDK's default ExpiredAt: now + 10 min - 1 s
 LAB_SIG = "lab-unsigned"
@@ -47,13 +50,9 @@ class LabSession:
 
     sid: str = "lab"
     subs: set[str] = field(default_factory=set)
-    msg_times: Any = None
+    msg_times: deque[int] = field(default_factory=deque)
     out: list[str] = field(default_factory=list)
     overflow: bool = False
-
-    def __post_init__(self) -> None:
-        from collections import deque
-        self.msg_times = deque()
 
     def send(self, text: str) -> None:
         self.out.append(text)
@@ -85,7 +84,8 @@ class LabHost:
         run_sync(self.hub._on_text(s, text))  # type: ignore[arg-type]
 
     def submit(self, txs: list[Tx]) -> SendResult:
-        """``sendTx``/``sendTxBatch`` as the server answers them (limits, then the core), classified."""
+        """``sendTx``/``sendTxBatch`` as the server answers them (limits, then the core), read by the
+        gateway's own reply reader (``services.gateway.replies.classify``)."""
         now = self.now_ms
         acct = self.venue.account(txs[0].account)
         try:
@@ -95,12 +95,9 @@ class LabHost:
             accepted = self.venue.submit(txs, now)
             self.limiter.commit_tx(plan, len(txs), now)
         except E.VenueError as e:
-            rate = e.status == 429
-            nonce = "invalid nonce" in e.message.lower()
-            return SendResult("rejected", code=e.code, message=e.message, http_status=e.status,
-                              rate_limited=rate, resync_nonce=nonce, invalid_nonce=nonce)
+            return classify(e.status, orjson.dumps(e.body()))
         self.run_core(now)
-        return SendResult("ok", code=200, tx_hash=accepted[0].tx_hash, http_status=200)
+        return classify(200, orjson.dumps({"code": 200, "tx_hash": accepted[0].tx_hash}))
 
 
 def tx_info(req: SignRequest, account: int, key: int, nonce: int, now_ms: int) -> tuple[int, dict[str, Any]]:
@@ -124,26 +121,14 @@ def tx_info(req: SignRequest, account: int, key: int, nonce: int, now_ms: int) -
     return TX_CANCEL_ALL, info
 
 
-_FIELD_KEYS = {TX_CREATE_ORDER: ("MarketIndex", "ClientOrderIndex", "BaseAmount", "Price", "IsAsk", "Type",
-                                 "TimeInForce", "ReduceOnly", "TriggerPrice", "OrderExpiry"),
-               TX_CANCEL_ORDER: ("MarketIndex", "Index"), TX_CANCEL_ALL: ("TimeInForce", "Time"),
-               TX_MODIFY_ORDER: ("MarketIndex", "Index", "BaseAmount", "Price", "TriggerPrice")}
-
-
 def to_txs(reqs: tuple[SignRequest, ...], account: int, key: int, first_nonce: int, now_ms: int) -> list[Tx]:
-    """Venue ``Tx`` records for a batch (what ``services.venue.txs.parse_tx`` makes of the SDK's JSON)."""
-    out = []
-    for i, r in enumerate(reqs):
-        t, info = tx_info(r, account, key, first_nonce + i, now_ms)
-        attrs = {int(k): v for k, v in info.get("L2TxAttributes", {}).items()}
-        raw = f"{t}:{account}:{key}:{first_nonce + i}:{now_ms}:{r!r}"
-        out.append(Tx(t, account, key, first_nonce + i, info["ExpiredAt"], attrs,
-                      {k: info[k] for k in _FIELD_KEYS[t]}, raw, tx_hash_of(raw)))
-    return out
+    """Venue ``Tx`` records for a batch: the SDK's JSON fields, through the venue's own parser."""
+    return [parse_tx(*tx_info(r, account, key, first_nonce + i, now_ms)) for i, r in enumerate(reqs)]
 
 
 def reconcile(v: Venue, account: int, spec: MarketSpec, reason: str, since_ms: int, now_ms: int) -> Reconcile:
-    """The gateway's reconcile snapshot from the venue's state (active, ended since, fills since, position)."""
+    """The gateway's reconcile snapshot (``shared.lighter_wire.reconcile``, as ``venue_http`` builds it) from
+    the venue's own JSON: active orders, orders ended since, our trades since, the position."""
     m = v.markets[spec.market_id]
     mid = spec.market_id
     active = [vwire.order_json(o, m) for o in v.engine.account_orders.get(account, {}).values() if o.market_id == mid]
@@ -152,13 +137,8 @@ def reconcile(v: Venue, account: int, spec: MarketSpec, reason: str, since_ms: i
     trades = [vwire.trade_json(t, m) for t in v.engine.account_trades.get(account, ())
               if t.market_id == mid and t.timestamp_ms >= since_ms]
     acct = v.account(account)
-    orders = [wire.order_update(o, spec, now_ms) for o in active + ended]
-    fills = [f for t in trades for f in wire.fills(t, spec, account)]
-    positions = [Position(market_id=mid, position=0, ts_ms=now_ms)]
-    if acct is not None and mid in acct.positions:
-        positions = [wire.position(vwire.position_json(v, acct, mid), spec, now_ms)]
-    return Reconcile(reason=reason, as_of_ms=now_ms, since_ms=since_ms, markets=[mid], complete=True,
-                     orders=orders, fills=fills, positions=positions, ts_ms=now_ms)
+    positions = [vwire.position_json(v, acct, mid)] if acct is not None and mid in acct.positions else []
+    return wire.reconcile(spec, account, reason, since_ms, now_ms, now_ms, active + ended, trades, positions)
 
 
 def lab_token(account: int, key: int, deadline_s: int) -> str:

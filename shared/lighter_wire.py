@@ -16,7 +16,7 @@ from typing import Any
 
 from shared import fees
 from shared.markets import MarketSpec
-from shared.schemas import Fill, Level, OrderUpdate, Position, Trade
+from shared.schemas import Fill, Level, OrderUpdate, Position, Reconcile, Trade
 
 
 class Malformed(ValueError):
@@ -217,3 +217,15 @@ def position(p: Any, spec: MarketSpec, ts_ms: int) -> Position:
         avg_entry_price=rounded(avg, spec.price_decimals, w + ".avg_entry_price") if avg not in (None, "") else 0,
         ts_ms=ts_ms,
     )
+
+
+def reconcile(spec: MarketSpec, account_index: int, reason: str, since_ms: int, as_of_ms: int, pos_ts_ms: int,
+              orders: list[Any], trades: list[Any], positions: list[Any]) -> Reconcile:
+    """One reconcile snapshot of ``spec``'s market from the venue's JSON: its orders (active and ended),
+    our fills in its trades, and its position (none listed: flat), stamped ``pos_ts_ms``."""
+    m = spec.market_id
+    ups = [order_update(o, spec, as_of_ms) for o in orders if isinstance(o, dict) and o.get("market_index") == m]
+    fl = [f for t in trades for f in fills(t, spec, account_index)]
+    pos = [position(p, spec, pos_ts_ms) for p in positions if isinstance(p, dict) and p.get("market_id") == m]
+    return Reconcile(reason=reason, as_of_ms=as_of_ms, since_ms=since_ms, markets=[m], complete=True, orders=ups,
+                     fills=fl, positions=pos or [Position(market_id=m, position=0, ts_ms=pos_ts_ms)], ts_ms=pos_ts_ms)

@@ -15,7 +15,7 @@ import orjson
 
 from shared import lighter_wire as wire
 from shared.markets import MarketSpec
-from shared.schemas import Fill, OrderUpdate, Position, Reconcile
+from shared.schemas import Reconcile
 
 from .replies import SendResult, classify, no_answer, not_sent
 
@@ -132,20 +132,12 @@ class VenueHttp:
         pos_ts = int(time.time() * 1000)
         doc = await self._get_json("/api/v1/account", {"by": "index", "value": str(acct)},
                                    headers={"authorization": token})
-        try:
-            orders: list[OrderUpdate] = [wire.order_update(o, spec, now_ms) for o in active + ended
-                                         if isinstance(o, dict) and o.get("market_index") == m]
-            fills: list[Fill] = [f for t in trades for f in wire.fills(t, spec, acct)]
-            accounts = doc.get("accounts") or []
-            positions_raw = (accounts[0].get("positions") or []) if accounts and isinstance(accounts[0], dict) else []
-            positions = [wire.position(p, spec, pos_ts) for p in positions_raw
-                         if isinstance(p, dict) and p.get("market_id") == m]
+        accounts = doc.get("accounts") or []
+        positions_raw = (accounts[0].get("positions") or []) if accounts and isinstance(accounts[0], dict) else []
+        try:   # no position in the market: flat
+            return wire.reconcile(spec, acct, reason, since_ms, now_ms, pos_ts, active + ended, trades, positions_raw)
         except wire.Malformed as e:
             raise VenueError(f"reconcile: unreadable venue answer: {e}") from None
-        if not positions:   # no position in the market: flat
-            positions = [Position(market_id=m, position=0, ts_ms=pos_ts)]
-        return Reconcile(reason=reason, as_of_ms=now_ms, since_ms=since_ms, markets=[m], complete=True,
-                         orders=orders, fills=fills, positions=positions, ts_ms=pos_ts)
 
     async def close(self) -> None:
         if self._session is not None:
