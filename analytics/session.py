@@ -273,10 +273,6 @@ def exact_decimal(x: Fraction | int, min_places: int = 6) -> str:
     return f"{sign}{s[:-places]}.{s[-places:]}" if places else f"{sign}{s}"
 
 
-def _base(lots: int, spec: MarketSpec) -> str:
-    return spec.size_str(lots)
-
-
 # ------------------------------------------------------------------------------------------------ builder
 @dataclass
 class SessionData:
@@ -875,7 +871,7 @@ def summarize(data: SessionBuilder | SessionData, start_ms: int | None = None, e
     def src_block(s: str) -> dict[str, Any]:
         t = by_src[s]
         return {"fills": t.fills, "maker_fills": t.maker_fills, "taker_fills": t.taker_fills,
-                "volume_lots": t.volume_lots, "volume_base": _base(t.volume_lots, spec),
+                "volume_lots": t.volume_lots, "volume_base": spec.size_str(t.volume_lots),
                 "notional_usd": exact_decimal(usd_of_tl(t.notional_tl, spec)),
                 "fees_usd": exact_decimal(usd_of_micro(t.fees_micro)), "fees_micro": t.fees_micro,
                 "spread_capture_usd": exact_decimal(Fraction(w.cap2_src[s], h))}
@@ -890,12 +886,12 @@ def summarize(data: SessionBuilder | SessionData, start_ms: int | None = None, e
         "inventory_pnl_usd": exact_decimal(att.inventory_pnl), "fees_usd": exact_decimal(att.fees),
         "fees_micro": att.fees_micro, "liquidation_pnl_usd": exact_decimal(liq),
         "cash_usd": exact_decimal(att.cash), "end_mid": exact_decimal(att.end_mid, spec.price_decimals),
-        "position_start_lots": w.q0, "position_end_lots": w.q, "position_end_base": _base(w.q, spec),
+        "position_start_lots": w.q0, "position_end_lots": w.q, "position_end_base": spec.size_str(w.q),
         "venue_position_lots": d.last_position,
         "fills": len(window), "fills_maker": by_src["maker"].fills, "fills_hedger": by_src["hedger"].fills,
         "fills_other": by_src["other"].fills,
-        "volume_maker": _base(by_src["maker"].volume_lots, spec), "volume_hedger": _base(by_src["hedger"].volume_lots, spec),
-        "volume_other": _base(by_src["other"].volume_lots, spec),
+        "volume_maker": spec.size_str(by_src["maker"].volume_lots), "volume_hedger": spec.size_str(by_src["hedger"].volume_lots),
+        "volume_other": spec.size_str(by_src["other"].volume_lots),
         "volume_maker_lots": by_src["maker"].volume_lots, "volume_hedger_lots": by_src["hedger"].volume_lots,
         "volume_other_lots": by_src["other"].volume_lots,
         "fills_before_start": lo, "duplicate_fills": d.duplicate_fills,
@@ -904,10 +900,10 @@ def summarize(data: SessionBuilder | SessionData, start_ms: int | None = None, e
         "submitted_lots_maker": submitted, "filled_lots_maker": filled,
         "orders_placed_maker": d.places["maker"],
         "orders_modified_maker": d.modifies["maker"],
-        "max_abs_position": {"lots": w.max_abs_q, "base": _base(w.max_abs_q, spec)},
+        "max_abs_position": {"lots": w.max_abs_q, "base": spec.size_str(w.max_abs_q)},
         "inventory": {"tw_mean_base": tw_mean, "tw_std_base": tw_std, "tw_mean_abs_base": tw_abs,
-                      "max_abs_lots": w.max_abs_q, "max_abs_base": _base(w.max_abs_q, spec),
-                      "final_lots": w.q, "final_base": _base(w.q, spec)},
+                      "max_abs_lots": w.max_abs_q, "max_abs_base": spec.size_str(w.max_abs_q),
+                      "final_lots": w.q, "final_base": spec.size_str(w.q)},
         "sharpe": sharpe, "sortino": sortino,
         "max_drawdown_usd": exact_decimal(mdd),
         "return_over_mdd": float(att.pnl / mdd) if mdd else None,

@@ -21,7 +21,7 @@ def contradictions(settings: Settings, mid_ticks: int) -> list[str]:
     d = spec.size_decimals
     floor = min_lots_at(spec, mid_ticks, min_notional_micro(m.exchange_min_notional, spec))
     size = config_size_lots(m, spec)
-    human = lambda lots: spec.size_str(lots)  # noqa: E731
+    human = spec.size_str
     px = spec.price_str(mid_ticks)
     out: list[str] = []
     size_max = round_down(m.size_max, d)
