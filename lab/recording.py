@@ -31,11 +31,11 @@ from services.hedger.core import HEDGE_TTL_MS, HedgerCore
 from services.maker.core import MakerCore
 from shared import keys
 from shared.commands import Leftovers
-from shared.commands import Order as ORDER_COMMANDS
-from shared.commands import to_intent
 from shared.config import Settings
 from shared.schemas import SCHEMA_VERSION, Msg, OrderEvent, OrderIntent, decode
 from shared.tap import decode_event
+
+from lab.sim import intents_of
 
 FORMAT = "lighter-bot-recording"
 VERSION = 1
@@ -214,9 +214,7 @@ def _replay_quoting(service: str, lines: list[dict[str, Any]]) -> list[OrderInte
                 cmds = core.shutdown(t)
         except Exception:  # noqa: BLE001 - the live shell logs it and carries on
             cmds = []
-        for c in cmds:
-            if isinstance(c, ORDER_COMMANDS):
-                out.append(to_intent(c, service, core.market_id, t, t * 1_000_000, ttl, core.book_ts_ms or 0))  # type: ignore[arg-type]
+        out += intents_of(cmds, service, core, ttl, t)
     return out
 
 

@@ -70,6 +70,13 @@ def claim_verdict(kill: str | None, state: str | None, places: str) -> str:
     return "ok"
 
 
+def intents_of(cmds: list[Any], name: str, core: Any, ttl_ms: int, now_ms: int) -> list[OrderIntent]:
+    """The intents a quoting core's commands become at ``now_ms`` (as the live shell makes them; the
+    trace stamp is the simulated time). Shared by the simulation and the replay."""
+    return [to_intent(c, name, core.market_id, now_ms, now_ms * 1_000_000, ttl_ms, core.book_ts_ms or 0)
+            for c in cmds if isinstance(c, ORDER_COMMANDS)]
+
+
 @dataclass
 class Recorder:
     """What a run produced, in order: the bus messages the metrics read and every intent and verdict."""
@@ -290,12 +297,9 @@ class Sim:
         self.at(self.now + QUOTING_TIMER_MS, self._hedger_timer)
 
     def _quoting(self, name: str, core: Any, ttl_ms: int, cmds: list[Any]) -> None:
-        now = self.now
-        for c in cmds:
-            if isinstance(c, ORDER_COMMANDS):
-                it = to_intent(c, name, core.market_id, now, now * 1_000_000, ttl_ms, core.book_ts_ms or 0)  # type: ignore[arg-type]
-                self.rec.intents.append(it)
-                self.link(name, "guard").send(self._judge, it)
+        for it in intents_of(cmds, name, core, ttl_ms, self.now):
+            self.rec.intents.append(it)
+            self.link(name, "guard").send(self._judge, it)
 
     # --- guard --------------------------------------------------------------------------------------
     def _judge(self, it: OrderIntent) -> None:
