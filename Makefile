@@ -1,5 +1,5 @@
 # lighter-bot: the two commands in the README do all set-up on a fresh Debian/Ubuntu machine.
-.PHONY: setup run test bench chaos consistency clean compose-env
+.PHONY: setup run test bench chaos consistency clean compose-env docker-test
 
 setup:
 	@scripts/bootstrap.sh
@@ -7,7 +7,8 @@ setup:
 run: setup  ## Redis + local Lighter venue + the five services; Ctrl-C stops all and cancels orders
 	.venv/bin/python -m core.main $(ARGS)
 
-test: setup  ## the whole suite against a real redis-server, the real SDK signer and the local venue
+test:  ## the whole suite against a real redis-server, the real SDK signer and the local venue
+	@BOOTSTRAP_TEST=1 scripts/bootstrap.sh
 	.venv/bin/python -m pytest $(ARGS)
 
 chaos: setup  ## 200 cycles of SIGKILL-a-random-service against the whole system (CHAOS_SEED=N to repeat a run)
@@ -21,6 +22,9 @@ consistency: setup  ## a 3-minute live session against 10 lab seeds of the same 
 
 compose-env:  ## once before `docker compose up`: Redis users' passwords in .env.redis and .env.redis.<service> (0600)
 	python3 scripts/redis_acl.py compose-env
+
+docker-test:  ## build the image offline and prove docker compose for real (health, quotes, kill flag, cancel on stop)
+	scripts/docker_test.sh
 
 clean:
 	rm -rf var/ .pytest_cache bench-results

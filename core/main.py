@@ -23,10 +23,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core.localenv import ensure_local_env, read_env_file
 from shared import acl
 from shared.cli import Parser, fail
+from shared.exposition import merge
 from shared.config import REPO_ROOT, ConfigError, load_settings
 from shared.ports import bind_error, bind_problem, env_port
 
@@ -189,6 +191,22 @@ class Supervisor:
                     ok = False
         return ok, out
 
+    async def scrape(self) -> dict[str, str]:
+        """Every child's ``/metrics`` (next to its ``/health``); one that does not answer is left out."""
+        out: dict[str, str] = {}
+        async with aiohttp.ClientSession() as s:
+            for c in self.children.values():
+                if c.health_url is None or not c.health_url.endswith("/health"):
+                    continue
+                try:
+                    async with s.get(c.health_url.removesuffix("/health") + "/metrics",
+                                     timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        if r.status == 200:
+                            out[c.name] = await r.text()
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+        return out
+
     async def serve_health(self) -> web.AppRunner:
         async def handler(_: web.Request) -> web.Response:
             ok, detail = await self.health()
@@ -200,8 +218,12 @@ class Supervisor:
             return web.json_response({"status": status, "trading": trading, "services": detail},
                                      status=200 if ok else 503)
 
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=merge(await self.scrape()), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
         app = web.Application()
         app.router.add_get("/health", handler)
+        app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host = os.environ.get("HEALTH_HOST", "127.0.0.1")
@@ -281,7 +303,7 @@ def build_children(args: object, env_base: dict[str, str]) -> list[Child]:
         vport = settings.ports.venue + off
         v = settings.venue
         argv = [py, "-m", "services.venue", "--host", "127.0.0.1", "--port", str(vport), "--seed", str(a.seed or v.seed),
-                "--model", a.model or v.model, "--tier", v.tier]
+                "--model", a.model or v.model, "--tier", settings.tier]
         if a.venue_admin:  # type: ignore[attr-defined]
             argv.append("--admin")
         children.append(Child("venue", argv, child_env(env, "venue"), f"http://127.0.0.1:{vport}/health"))

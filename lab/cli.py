@@ -1,4 +1,4 @@
-"""``lighter-bot``: the strategy lab's command line (backtest, sweep, record, replay, report).
+"""``lighter-bot``: the strategy lab's command line (backtest, sweep, record, replay, report, paper, compare).
 
 Every flag is documented in README "Strategy lab". A bad flag, config key or file is one line on
 stderr naming it and exit status 2, before anything runs.
@@ -54,7 +54,7 @@ def _common(p: Parser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--tape", default=None, help="JSONL tape (services/venue/README.md) played by the venue's replay model")
     p.add_argument("--latency", default="constant", help="constant[:ws=MS,bus=MS,rest=MS] or empirical:FILE")
-    p.add_argument("--tier", choices=("premium", "standard"), default=None, help="venue account tier (default venue.tier)")
+    p.add_argument("--tier", choices=("premium", "standard"), default=None, help="venue account tier (default: the profile's account.tier)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="venue market-model parameter (services/venue/README.md), e.g. queue_power=3 or sigma_bps=2")
     p.add_argument("--out", required=True, help="output directory")
@@ -345,6 +345,129 @@ def cmd_report(a: object) -> int:
     return 0
 
 
+def cmd_paper(a: object) -> int:
+    """Avellaneda & Stoikov (2008)'s table through the lab (``lab.paper``)."""
+    from lab import paper
+    paths = getattr(a, "paths")
+    if paths < 2:
+        raise UsageError(f"--paths: at least 2 (a standard deviation needs two), got {paths}")
+    gammas = tuple(_gamma(g) for g in getattr(a, "gamma")) if getattr(a, "gamma") else paper.GAMMAS
+    workers = getattr(a, "workers") or os.cpu_count() or 1
+    if workers < 1:
+        raise UsageError(f"--workers: at least 1, got {workers}")
+    load_settings(getattr(a, "config", None))   # a broken config is one line, before anything runs
+    t0 = time.perf_counter()
+    rows = paper.as2008(paths, gammas, getattr(a, "config", None), workers)
+    wall = time.perf_counter() - t0
+    for r in rows:
+        ok = paper.within_sampling_error(r) if (r["gamma"], r["strategy"]) in paper.PUBLISHED else {}
+        pub = paper.PUBLISHED.get((r["gamma"], r["strategy"]), {})
+        cells = "  ".join(f"{k} {r[k]:.3f} ({pub.get(k, float('nan')):.2f}{'' if ok.get(k, True) else ' !'})"
+                          for k in ("spread", "profit_mean", "profit_std", "final_q_mean", "final_q_std"))
+        print(f"gamma {r['gamma']:<5g} {r['strategy']:<9}  {cells}")
+    print(f"{len(rows)} rows x {paths} paths in {wall:.0f} s; (published value; ! = outside 3 standard errors)")
+    if getattr(a, "json"):
+        Path(getattr(a, "json")).write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def cmd_compare(a: object) -> int:
+    """Every engine against the baseline on each model (``lab.compare``)."""
+    from lab import compare as cmp
+    settings = _settings(a)
+    models = tuple(m.strip() for m in getattr(a, "models").split(",") if m.strip())
+    for m in models:
+        if m != "tape":
+            _model(m)
+    tape = getattr(a, "tape")
+    if "tape" in models and not tape:
+        raise UsageError("--models tape needs --tape FILE (a lighter-bot recording or a JSONL tape)")
+    if tape:
+        from lab.tape import TapeError, load_tape
+        try:
+            load_tape(tape, settings.market_spec.market_id)
+        except (OSError, TapeError) as e:
+            raise UsageError(f"--tape: {e}") from None
+    engines = dict(cmp.ENGINES)
+    only = [e.strip() for e in getattr(a, "engines").split(",")] if getattr(a, "engines") else list(engines)
+    for item in getattr(a, "engine"):
+        name, colon, pairs = item.partition(":")
+        if not colon or not name.strip():
+            raise UsageError(f"--engine: NAME:KEY=VALUE,... , got {item!r}")
+        over = dict(engines.get(name.strip(), {}))
+        over.update(parse_pairs([p for p in pairs.split(",") if p], f"--engine {name}"))
+        engines[name.strip()] = over
+        if name.strip() not in only:
+            only.append(name.strip())
+    unknown = [e for e in only if e not in engines]
+    if unknown:
+        raise UsageError(f"--engines: unknown {', '.join(unknown)}; choose from {', '.join(engines)}")
+    engines = {e: engines[e] for e in only}
+    for name, over in engines.items():   # a bad key is refused before the first run
+        apply_overrides(settings, over, f"--engine {name}")
+    seeds, hours = getattr(a, "seeds"), getattr(a, "hours")
+    if seeds < 1 or not hours > 0:
+        raise UsageError(f"--seeds at least 1 and --hours positive, got {seeds} and {hours}")
+    workers = getattr(a, "workers") or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    rows = cmp.compare(settings, models, engines, seeds, hours, getattr(a, "tier"), tape, workers)
+    table = cmp.markdown(rows)
+    verdict = cmp.verdicts(rows)
+    print(table)
+    for v in verdict:
+        if v["best"] is None:
+            print(f"{v['model']}: no engine both trades ({cmp.MIN_FILLS_PER_HOUR}+ maker fills an hour) and has a "
+                  "Sharpe on most seeds: no verdict")
+            continue
+        print(f"{v['model']}: best {v['best']} (Sharpe {v['sharpe']:.3f} vs baseline "
+              f"{'–' if v['baseline_sharpe'] is None else format(v['baseline_sharpe'], '.3f')}; max |inventory| "
+              f"{v['max_abs_inventory']:.4f} vs {v['baseline_max_abs_inventory']:.4f}): "
+              f"{'higher' if v['higher_sharpe'] else 'NOT higher'} Sharpe, "
+              f"{'lower' if v['lower_inventory'] else 'NOT lower'} inventory")
+    print(f"{len(rows)} rows x {seeds} seeds x {hours:g} h in {time.perf_counter() - t0:.0f} s")
+    if getattr(a, "json"):
+        Path(getattr(a, "json")).write_bytes(orjson.dumps({"rows": rows, "verdicts": verdict},
+                                                          option=orjson.OPT_INDENT_2))
+    if getattr(a, "md"):
+        Path(getattr(a, "md")).write_text(table)
+    return 0
+
+
+def _gamma(text: str) -> float:
+    try:
+        g = float(text)
+    except ValueError:
+        raise UsageError(f"--gamma: a number, got {text!r}") from None
+    if not g > 0:
+        raise UsageError(f"--gamma: must be positive, got {text!r}")
+    return g
+
+
+def _positive(text: str) -> float:
+    """argparse ``type=``: a number > 0 (argparse turns the ValueError into its one-line error)."""
+    v = float(text)
+    if not 0 < v < float("inf"):
+        raise ValueError(text)
+    return v
+
+
+_positive.__name__ = "positive number"
+
+
+def cmd_status(a: object) -> int:
+    """``core.status``: the live view."""
+    import asyncio
+
+    from core import status
+    settings = _settings(a)
+    try:
+        return asyncio.run(status.watch(settings, host=getattr(a, "host"), offset=getattr(a, "port_offset"),
+                                        redis_url=getattr(a, "redis_url"), once=getattr(a, "once"),
+                                        interval_s=getattr(a, "interval"), account=getattr(a, "account")))
+    except KeyboardInterrupt:
+        return 0
+
+
 def parser() -> Parser:
     p = Parser(prog=PROG, description="lighter-bot strategy lab: the trading cores in simulated time")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
@@ -370,6 +493,38 @@ def parser() -> Parser:
     rp = sub.add_parser("replay", help="re-run the recorded core inputs; report the first divergence (exit 1)")
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
+    pp = sub.add_parser("paper", help="reproduce a paper's simulation through the lab (as2008: Avellaneda & Stoikov 2008)")
+    pp.add_argument("name", choices=("as2008",), help="as2008: Quantitative Finance 8(3), 2008, tables 1-3")
+    pp.add_argument("--paths", type=int, default=1000, help="paths per gamma and strategy (default 1000, as the paper)")
+    pp.add_argument("--gamma", action="append", default=[], help="only this gamma (repeatable; default 0.1, 0.01, 1)")
+    pp.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
+    pp.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    pp.add_argument("--config", default=None, help="config file (default config.yaml)")
+    c = sub.add_parser("compare", help="every quoting engine against the fixed-spread baseline, model by model")
+    c.add_argument("--models", default=",".join(("calm", "burst", "trend", "informed", "as", "sol")),
+                   help="comma list of market models; 'tape' = the --tape recording (default calm,...,sol)")
+    c.add_argument("--engines", default=None, help="comma list (default baseline,adaptive,avellaneda_stoikov,glft)")
+    c.add_argument("--engine", action="append", default=[], metavar="NAME:KEY=V,...",
+                   help="add or change an engine's overrides (repeatable), e.g. 'as_best:maker.engine=avellaneda_stoikov,"
+                        "maker.avellaneda_stoikov.gamma=30'")
+    c.add_argument("--seeds", type=int, default=20, help="seeds per model and engine (default 20)")
+    c.add_argument("--hours", type=float, default=1.0, help="simulated hours per run (default 1)")
+    c.add_argument("--tier", choices=("premium", "standard"), default=None, help="account tier (default the profile's)")
+    c.add_argument("--tape", default=None, help="recording or JSONL tape for the 'tape' model")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key for every run")
+    c.add_argument("--config", default=None)
+    c.add_argument("--profile", default=None)
+    c.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    c.add_argument("--json", default=None, metavar="FILE")
+    c.add_argument("--md", default=None, metavar="FILE", help="the table as markdown")
+    st = sub.add_parser("status", help="a live terminal view of a running system (reads Redis and /health only)")
+    st.add_argument("--once", action="store_true", help="print one frame and exit")
+    st.add_argument("--interval", type=_positive, default=1.0, help="seconds between frames (default 1)")
+    st.add_argument("--host", default="127.0.0.1", help="host of the services' health ports (default 127.0.0.1)")
+    st.add_argument("--port-offset", type=int, default=0, help="as core.main --port-offset (default 0)")
+    st.add_argument("--redis-url", default=None, help="default $REDIS_URL, else 6399 + the port offset")
+    st.add_argument("--account", type=int, default=None, help="account index (default the feed's)")
+    st.add_argument("--config", default=None)
     rr = sub.add_parser("report", help="summary.json and report.html of a recorded live session")
     rr.add_argument("file")
     rr.add_argument("--out", required=True)
@@ -380,7 +535,8 @@ def parser() -> Parser:
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
     handler = {"backtest": cmd_backtest, "sweep": cmd_sweep, "record": cmd_record, "replay": cmd_replay,
-               "report": cmd_report}[a.cmd]
+               "report": cmd_report, "paper": cmd_paper, "status": cmd_status,
+               "compare": cmd_compare}[a.cmd]
     from lab.recording import RecordingError
     try:
         code = handler(a)

@@ -128,7 +128,8 @@ class Sim:
     def __init__(self, settings: Settings, *, model: str = "calm", seed: int = 1, latency: Latency | None = None,
                  tapes: dict[int, list[TapeEvent]] | None = None, start_ms: int = LAB_EPOCH_MS,
                  venue_tier: str | None = None, record: Recorder | None = None,
-                 model_params: dict[str, float] | None = None) -> None:
+                 model_params: dict[str, float] | None = None, venue_options: dict[str, Any] | None = None,
+                 collateral_micro: int = COLLATERAL_MICRO) -> None:
         self.settings = settings
         self.spec = settings.market_spec
         self.mid = self.spec.market_id
@@ -142,10 +143,10 @@ class Sim:
         self.rec = record or Recorder()
         # -- the venue ------------------------------------------------------------------------------
         self.vcfg = VenueConfig(seed=seed, model=model, model_params=dict(model_params or {}),
-                                tier=venue_tier or settings.venue.tier, markets=(self.mid,),
-                                accounts=[AccountSpec(ACCOUNT, API_KEY, "00" * 40, "1000")])
+                                tier=venue_tier or settings.tier, markets=(self.mid,),
+                                accounts=[AccountSpec(ACCOUNT, API_KEY, "00" * 40, "1000")], **(venue_options or {}))
         self.venue = Venue(self.vcfg, random.Random(seed), start_ms, tapes)
-        self.venue.register_account(ACCOUNT, API_KEY, "00" * 40, COLLATERAL_MICRO, start_ms)
+        self.venue.register_account(ACCOUNT, API_KEY, "00" * 40, collateral_micro, start_ms)
         self.host = vl.LabHost(self.venue, self.vcfg, start_ms)
         self._book = self.venue.engine.books[self.mid]
         self.session = vl.LabSession()
@@ -258,6 +259,8 @@ class Sim:
                 self.rec.books.append(b)
                 for dst in ("maker", "hedger", "guard"):
                     self.link("feed", dst).send(self._deliver, dst, b)
+            elif isinstance(c, fc.PublishTrade):   # the maker's live calibration reads the public tape
+                self.link("feed", "maker").send(self._deliver, "maker", c.trade)
             elif isinstance(c, fc.PublishAccount):
                 self.rec.account.append(c.msg)
                 for dst in ("maker", "hedger", "guard", "gateway"):

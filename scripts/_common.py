@@ -64,6 +64,28 @@ def decimal_arg(text: str) -> Decimal:
 decimal_arg.__name__ = "decimal"  # argparse names the type in its error message
 
 
+def seconds_arg(text: str) -> float:
+    """argparse ``type=`` for a duration in seconds: a finite number >= 0 (``--since-s -5`` is a typo)."""
+    v = float(text)
+    if not (v >= 0 and v != float("inf")):
+        raise ValueError(text)
+    return v
+
+
+seconds_arg.__name__ = "seconds (a number >= 0)"
+
+
+def count_arg(text: str) -> int:
+    """argparse ``type=`` for a count: a whole number >= 1."""
+    v = int(text)
+    if v < 1:
+        raise ValueError(text)
+    return v
+
+
+count_arg.__name__ = "count (a whole number >= 1)"
+
+
 def to_decimal(value: Any) -> Decimal | None:
     """Venue numbers arrive as strings or (SDK-typed) floats; ``str`` keeps the printed digits exact."""
     if value is None or value == "":

@@ -23,6 +23,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# make test also wants the tools its tests drive: tmux (the status view's screen), promtool (the alert
+# rules), amtool (the Alertmanager config). Missing and not installable: those tests skip, saying why.
+if [ "${BOOTSTRAP_TEST:-0}" = 1 ]; then
+  need=()
+  command -v tmux >/dev/null 2>&1 || need+=(tmux)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${need[*]} with apt-get (for the tests)"
+    apt_install "${need[@]}" || echo "bootstrap: could not install ${need[*]}; the tests that need them will skip" >&2
+    # the Debian package starts a prometheus service on :9090; the tests run their own tools only
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true; fi
+  fi
+fi
+
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
   echo "bootstrap: Python >= 3.11 is required ($PY is $("$PY" --version 2>&1))" >&2

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families

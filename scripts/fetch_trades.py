@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 from scripts._common import (
+    count_arg,
     Rest,
     ScriptError,
     decimal_arg,
@@ -186,7 +188,15 @@ def compute_pnl(fills: list[Fill], mark_mid: Decimal, spec: MarketSpec | None = 
     fees = micro_to_decimal(tot.fees_micro)
     equity = _dec(equity_usd(tot, spec, Fraction(mark_mid)))
     rt = min(bought, sold)
-    rt_pnl = rt * (avg_sell - avg_buy) if rt and avg_sell is not None and avg_buy is not None else Decimal(0)
+    # averages are not finite decimals in general: round them for people (4 digits finer than the tick) and
+    # the round-trip PnL to the micro-USDC, the venue's own unit; the inventory PnL below keeps the identity
+    tick = Decimal(1).scaleb(-(spec.price_decimals + 4))
+    avg_buy = avg_buy.quantize(tick) if avg_buy is not None else None
+    avg_sell = avg_sell.quantize(tick) if avg_sell is not None else None
+    rt_pnl = ((Fraction(sell_usd) * Fraction(rt) / Fraction(sold) - Fraction(buy_usd) * Fraction(rt) / Fraction(bought))
+              if rt else Fraction(0))
+    rt_pnl = Decimal(rt_pnl.numerator) / Decimal(rt_pnl.denominator)
+    rt_pnl = rt_pnl.quantize(Decimal("0.000001")) if rt else Decimal(0)
     # the rest of the gross (cash + q * mid, exact) is the open inventory marked at mid, i.e.
     # q * (mid - average opening price); taking the difference keeps the attribution identity exact
     inv_pnl = (equity + fees) - rt_pnl
@@ -237,6 +247,46 @@ def render(fills: list[Fill], pnl: PnL, *, account: int, market: str, mid_source
     return "\n".join(lines)
 
 
+def curve(fills: list[Fill]) -> tuple[list[int], list[Decimal], list[Decimal]]:
+    """(time ms, PnL after fees marked at the fill's own price, position) after each fill, flat at the first."""
+    ts: list[int] = []
+    pnl: list[Decimal] = []
+    pos: list[Decimal] = []
+    cash = q = Decimal(0)
+    for f in sorted(fills, key=lambda f: (f.timestamp_ms, f.trade_id)):
+        cash += -f.side * f.price * f.size - f.fee
+        q += f.side * f.size
+        ts.append(f.timestamp_ms)
+        pnl.append(cash + q * f.price)
+        pos.append(q)
+    return ts, pnl, pos
+
+
+def draw_chart(fills: list[Fill], out: Path, *, title: str) -> None:
+    """PnL and inventory over time, one PNG (matplotlib, installed by make setup)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from datetime import datetime, timezone
+    ts, pnl, pos = curve(fills)
+    when = [datetime.fromtimestamp(t / 1000, tz=timezone.utc) for t in ts]
+    fig, (a1, a2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    a1.step(when, [float(v) for v in pnl], where="post", color="tab:blue")
+    a1.set_ylabel("PnL (USD, at fill prices)")
+    a1.axhline(0, color="grey", lw=0.5)
+    a2.step(when, [float(v) for v in pos], where="post", color="tab:orange")
+    a2.set_ylabel("position (base)")
+    a2.axhline(0, color="grey", lw=0.5)
+    a2.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+    a2.set_xlabel("UTC")
+    fig.suptitle(f"{title}: {len(fills)} fills")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def to_json(fills: list[Fill], pnl: PnL, *, account: int, market_id: int, mid_source: str) -> str:
     def conv(v: Any) -> Any:
         return fmt_dec(v) if isinstance(v, Decimal) else v
@@ -250,7 +300,7 @@ async def fetch_fills(client: Rest, *, account: int, market_id: int, limit: int)
     fills: dict[tuple[int, int], Fill] = {}
     cursor: str | None = None
     seen_cursors: set[str] = set()
-    trades_seen = 0
+    trades_seen = pages = 0
     while trades_seen < limit:
         page = await client.get("trades", sort_by="timestamp", limit=min(PAGE, limit - trades_seen),
                                 account_index=account, market_id=market_id, sort_dir="desc", cursor=cursor)
@@ -262,10 +312,16 @@ async def fetch_fills(client: Rest, *, account: int, market_id: int, limit: int)
             except (ValueError, TypeError, AttributeError) as e:
                 sys.stderr.write(f"warning: skipped a malformed trade: {e}\n")
         trades_seen += len(batch)
+        pages += 1
+        if pages > 1 and sys.stderr.isatty():   # progress for long histories, never into a pipe or a file
+            sys.stderr.write(f"\r{PROG}: page {pages}, {trades_seen} of at most {limit} trades")
+            sys.stderr.flush()
         cursor = page.get("next_cursor") or None
         if not batch or cursor is None or cursor in seen_cursors:
             break
         seen_cursors.add(cursor)
+    if pages > 1 and sys.stderr.isatty():
+        sys.stderr.write("\n")
     return sorted(fills.values(), key=lambda f: (f.timestamp_ms, f.trade_id, f.side))
 
 
@@ -275,11 +331,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="Lighter REST base URL (default $LIGHTER_BASE_URL or the local venue)")
     p.add_argument("--account", type=int, default=None, help="account index (default $LIGHTER_ACCOUNT_INDEX)")
     p.add_argument("--market-id", type=int, required=True, help="market id, e.g. 2 (SOL)")
-    p.add_argument("--limit", type=int, default=200, help="how many of the newest trades to fetch (default 200)")
+    p.add_argument("--limit", type=count_arg, default=200, help="how many of the newest trades to fetch (default 200)")
     p.add_argument("--mark-mid", type=decimal_arg, help="mid to mark the position at (default: the venue's current mid)")
     p.add_argument("--token", default=None, help="auth token for /api/v1/trades (default $LIGHTER_API_BEARER)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--chart", default=None, metavar="FILE.png",
+                   help="also draw the PnL (marked at each fill's price) and the inventory over time as a PNG")
     a = p.parse_args(argv)
+    if a.chart is not None and not a.chart.lower().endswith(".png"):
+        p.error(f"--chart: the file must end in .png, got {a.chart!r}")
     account = a.account
     if account is None:
         raw = os.environ.get("LIGHTER_ACCOUNT_INDEX", "")
@@ -319,6 +379,13 @@ def main(argv: list[str] | None = None) -> None:
             pnl = compute_pnl(fills, mid, spec)
         except ValueError:  # a fill finer than the market's decimals: fall back to the fills' own grid
             pnl = compute_pnl(fills, mid)
+        if a.chart is not None:
+            try:
+                draw_chart(fills, Path(a.chart), title=f"{market}, account {account}")
+            except ImportError:
+                raise ScriptError("--chart needs matplotlib: `make setup` installs it (or pip install matplotlib)") from None
+            except OSError as e:
+                raise ScriptError(f"cannot write {a.chart}: {e.strerror}") from None
         if a.json:
             print(to_json(fills, pnl, account=account, market_id=a.market_id, mid_source=source))
         else:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 from redis.asyncio import Redis  # noqa: E402
 from redis.exceptions import RedisError  # noqa: E402
@@ -28,6 +29,8 @@ from analytics.session import NoBookData, curves, summarize  # noqa: E402
 from analytics.streams import load_builder  # noqa: E402
 from shared.cli import Parser  # noqa: E402
 from shared.config import ConfigError, load_settings  # noqa: E402
+
+from scripts._common import count_arg, seconds_arg  # noqa: E402
 
 
 def _f(x: Any, fmt: str = ".6g") -> str:
@@ -102,9 +105,9 @@ def main() -> None:
     p = Parser(prog="mm_report.py", description=__doc__.splitlines()[0])
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6399/0"))
     p.add_argument("--account", type=int, default=int(os.environ.get("LIGHTER_ACCOUNT_INDEX", "100")))
-    p.add_argument("--since-s", type=float, default=0.0, help="only the last N seconds (default: everything)")
-    p.add_argument("--until-s", type=float, default=0.0, help="stop N seconds ago (default: now)")
-    p.add_argument("--sharpe-interval-s", type=int, default=60, help="Sharpe on equity changes over this interval")
+    p.add_argument("--since-s", type=seconds_arg, default=0.0, help="only the last N seconds (default: everything)")
+    p.add_argument("--until-s", type=seconds_arg, default=0.0, help="stop N seconds ago (default: now)")
+    p.add_argument("--sharpe-interval-s", type=count_arg, default=60, help="Sharpe on equity changes over this interval")
     p.add_argument("--curves", default=None, help="also write the time series (analytics.session.curves) to FILE")
     p.add_argument("--config", default=None)
     p.add_argument("--json", action="store_true")

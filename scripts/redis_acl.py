@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
 
 from shared import acl  # noqa: E402
+from shared.cli import Parser  # noqa: E402 - stdlib only, like this script (make compose-env runs it with python3)
 
 PROG = "redis_acl.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -60,8 +61,8 @@ def compose_env(directory: Path, host: str, port: int) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     a_acl = sub.add_parser("acl", help="print or write the ACL file")
     a_acl.add_argument("--layout", choices=acl.LAYOUTS, default="compose",
                        help="local: default user = operator, no password (core.main); compose: default off, user "

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 from scripts._common import ScriptError, UsageError, default_base_url, load_env, parser, run
 from shared.config import ConfigError, load_settings
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(exc))
     except ConfigError as exc:
         p.error(f"config error: {exc}")
+    if a.ttl_s is not None and not 60 <= a.ttl_s <= MAX_TTL_S:   # a flag's own error first, before credentials
+        p.error(f"--ttl-s must be within 60..{MAX_TTL_S} (Lighter refuses tokens beyond 8 h), got {a.ttl_s}")
     creds = settings.env
     missing = [n for n, v in (("LIGHTER_ACCOUNT_INDEX", creds.account_index), ("LIGHTER_API_KEY_INDEX", creds.api_key_index),
                               ("LIGHTER_API_PRIVATE_KEY", creds.api_private_key)) if v is None]

@@ -15,7 +15,12 @@ rounded to the market's lot, up for minimums and down for limits):
   ``guard.max_position_units`` = that notional / P;
 - ``hedger.trigger_units`` = size_max (one full quote filled is not yet a hedge) and
   ``hedger.max_clip_units`` = size (a clip the venue accepts);
-- the market block and ``maker.price_scale``/``size_scale`` copy the venue's decimals and minimums.
+- the market block and ``maker.price_scale``/``size_scale`` copy the venue's decimals and minimums;
+  ``market.reference_price`` records P, so the load-time check (``shared.profile_check``) judges the
+  price-dependent rules at the price the profile was sized for; ``account.tier`` is ``--tier``.
+
+After writing, the profile is loaded exactly as the services load it (an error there is exit 2) and
+every warning the check finds at P is printed with its numbers.
 
 A balance whose inventory cap cannot hold one maximal quote is refused (exit 2); one that holds
 fewer than two gets a warning (after one fill the guard vetoes that side until the hedger acts).
@@ -30,6 +35,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 from scripts._common import (
     INVENTORY_PER_BALANCE,
@@ -50,6 +56,7 @@ from scripts._common import (
     substitute_id,
 )
 from shared.config import ConfigError, load_settings
+from shared.profile_check import check, reference_mid
 
 PROG = "set_market.py"
 
@@ -100,7 +107,7 @@ def derive_sizing(m: MarketInfo, price: Decimal, balance: Decimal, multiplier: D
 
 
 def render_profile(m: MarketInfo, s: Sizing, *, balance: Decimal, multiplier: Decimal, base_url: str,
-                   date: str) -> str:
+                   date: str, tier: str = "standard") -> str:
     """The profile YAML (only keys that depend on the market; everything else comes from config.yaml)."""
     q = json.dumps  # quoted symbol: "1000PEPE" must stay a string
     return (
@@ -115,6 +122,9 @@ def render_profile(m: MarketInfo, s: Sizing, *, balance: Decimal, multiplier: De
         f"  size_decimals: {m.size_decimals}\n"
         f"  min_base_amount: {fmt_dec(m.min_base)}\n"
         f"  min_quote_amount: {fmt_dec(m.min_quote)}\n"
+        f"  reference_price: {fmt_dec(s.price)}\n"
+        f"account:\n"
+        f"  tier: {tier}\n"
         f"maker:\n"
         f"  size: {fmt_dec(s.size)}\n"
         f"  size_min: {fmt_dec(s.size_min)}\n"
@@ -146,6 +156,26 @@ def summary(m: MarketInfo, s: Sizing, multiplier: Decimal) -> list[str]:
           f"leaves room for two"] if s.max_position_units < 2 * s.size_max else [])
 
 
+def _flat(doc: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(doc, dict):
+        out: dict[str, object] = {}
+        for k, v in doc.items():
+            out |= _flat(v, f"{prefix}{k}.")
+        return out
+    return {prefix.rstrip("."): doc}
+
+
+def profile_changes(old: str, new: str) -> list[str]:
+    """``key: before -> after`` for every key whose value the new profile changes (comments ignored)."""
+    import yaml
+    try:
+        a, b = _flat(yaml.safe_load(old) or {}), _flat(yaml.safe_load(new) or {})
+    except yaml.YAMLError:
+        return ["the existing profile is not valid YAML: every key changes"]
+    return [f"changed {k}: {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser(PROG, "Generate a market profile from the venue's metadata, sized for a balance.")
     p.add_argument("--symbol", required=True, help="market symbol, e.g. SOL")
@@ -157,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--activate", action="store_true", help="also point config.yaml's 'profile:' at it")
     p.add_argument("--config", default="config.yaml", help="config file for --activate and validation (default config.yaml)")
     p.add_argument("--price", type=decimal_arg, help="size at this price instead of the venue's last trade price")
+    p.add_argument("--tier", choices=("standard", "premium"), default="standard",
+                   help="the account's Lighter tier (default standard: zero fees, 60 requests a minute)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing profile that would change (the old one is kept as <file>.<time>.bak)")
     p.add_argument("--base-url", default=default_base_url(),
                    help="Lighter REST base URL (default $LIGHTER_BASE_URL or the local venue)")
     a = p.parse_args(argv)
@@ -178,17 +212,36 @@ def main(argv: list[str] | None = None) -> None:
         sizing = derive_sizing(m, price, a.balance_usd, a.sizing_multiplier)
         out = substitute_id(a.profile_out, m.market_id)
         text = render_profile(m, sizing, balance=a.balance_usd, multiplier=a.sizing_multiplier, base_url=a.base_url,
-                              date=time.strftime("%Y-%m-%d", time.gmtime()))
+                              date=time.strftime("%Y-%m-%d", time.gmtime()), tier=a.tier)
+        old = out.read_text() if out.is_file() else None
+        changes = profile_changes(old, text) if old is not None else []
+        if old is not None and changes and not a.force:   # the header's date alone is no change
+            for line in changes:
+                print(line)
+            raise UsageError(f"{out} exists and would change ({len(changes)} key(s) above): "
+                             "pass --force to overwrite it (a backup is kept)")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
+            if old is not None and changes:
+                stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+                backup = out.with_name(f"{out.name}.{stamp}.bak")
+                n = 1
+                while backup.exists():   # two runs in one second keep both
+                    backup, n = out.with_name(f"{out.name}.{stamp}-{n}.bak"), n + 1
+                backup.write_text(old)
+                print(f"kept the old profile as {backup}")
             out.write_text(text)
         except OSError as e:
             raise ScriptError(f"cannot write {out}: {e.strerror}") from None
+        for line in changes:
+            print(line)
         try:  # the profile must load with this config exactly as the services will load it
-            load_settings(config, out.resolve(), env={})
+            settings = load_settings(config, out.resolve(), env={})
         except ConfigError as e:
             raise UsageError(f"generated profile does not validate: {e}") from None
         print("\n".join(summary(m, sizing, a.sizing_multiplier)))
+        for finding in check(settings, reference_mid(settings)):   # config.yaml's keys against the proposed sizes
+            print(f"{finding.level}: {finding.key}: {finding.text}")
         print(f"wrote {out}")
         if a.activate:
             ref = activate_profile(config, out)

@@ -23,8 +23,10 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python scripts/x.py` puts only scripts/ on the path
+from scripts import _venv  # noqa: E402,F401 - first: re-runs under .venv when the packages are missing
 
 from scripts._common import (
+    count_arg,
     MarketInfo,
     Rest,
     VenueError,
@@ -137,7 +139,7 @@ def details(c: Candidate, bid: Decimal | None, ask: Decimal | None, balance: Dec
 
 def main(argv: list[str] | None = None) -> None:
     p = parser(PROG, "Rank the venue's markets for market making with a given balance.")
-    p.add_argument("--top", type=int, default=10, help="how many markets to list (default 10)")
+    p.add_argument("--top", type=count_arg, default=10, help="how many markets to list (default 10)")
     p.add_argument("--target-symbol", help="print one market's details instead of the ranking")
     p.add_argument("--balance-usd", type=decimal_arg, default=Decimal("30"), help="balance to size for (default 30)")
     p.add_argument("--sizing-multiplier", type=decimal_arg, default=Decimal("1.1"),
@@ -185,7 +187,10 @@ def _json(c: Candidate, spread: float | None) -> dict[str, object]:
             "daily_trades": c.daily_trades, "last_price": fmt_dec(m.last_price) if m.last_price else None,
             "price_decimals": m.price_decimals, "size_decimals": m.size_decimals, "min_base": fmt_dec(m.min_base),
             "min_quote": fmt_dec(m.min_quote), "min_order_usd": fmt_dec(c.min_order_usd) if c.min_order_usd else None,
-            "tick_bps": c.tick_bps, "spread_bps": spread, "quotes_funded": c.quotes_funded, "eligible": c.eligible}
+            # statistics, rounded for people: a thousandth of a bp is below any decision made from them
+            "tick_bps": None if c.tick_bps is None else round(c.tick_bps, 3),
+            "spread_bps": None if spread is None else round(spread, 3),
+            "quotes_funded": c.quotes_funded, "eligible": c.eligible}
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ from urllib.parse import quote
 
 from shared import keys
 
-SERVICES = ("feed", "maker", "hedger", "guard", "gateway")
+SERVICES = ("feed", "maker", "hedger", "guard", "gateway", "notifier")   # the notifier: compose's monitoring profile
 OPERATOR = "operator"
 HEALTHCHECK = "healthcheck"   # compose only: may PING and nothing else (the container healthcheck)
 USERS = (*SERVICES, OPERATOR)  # the users with a password
+OPTIONAL = frozenset({"notifier"})   # without its password (no monitoring profile) the user is left out
 Layout = Literal["local", "compose"]
 LAYOUTS: tuple[Layout, ...] = ("local", "compose")
 
@@ -154,6 +155,10 @@ GRANTS: dict[str, list[Grant]] = {
         Grant(("eval", "evalsha"), both=(GW, RISK, keys.ORDERS_EVENTS, keys.ORDERS_APPROVED)),
         Grant(("set",), write=(keys.AUTH_WS_TOKEN, keys.heartbeat("gateway"))),   # SET PX, never GET
     ],
+    "notifier": [
+        Grant(READ, read=(RISK,)),                                   # risk:events (XREAD, XREVRANGE)
+        Grant(("set",), write=(keys.heartbeat("notifier"),)),
+    ],
     OPERATOR: [
         Grant(OPERATOR_READ, read=READ_ALL),
         Grant(("set", "del"), both=OPERATOR_SWITCHES),                # SET/DEL risk:kill, risk:reduce, risk:resume
@@ -189,7 +194,8 @@ def acl_text(passwords: Mapping[str, str], layout: Layout) -> str:
     ``redis-cli -p 6399`` works as the README shows). ``compose``: ``default`` is off, the operator
     authenticates as ``operator``; ``healthcheck`` may PING without a password.
     """
-    missing = [password_var(u) for u in (SERVICES if layout == "local" else USERS) if not passwords.get(u)]
+    missing = [password_var(u) for u in (SERVICES if layout == "local" else USERS)
+               if not passwords.get(u) and u not in OPTIONAL]
     if missing:
         raise MissingPassword(f"missing {', '.join(missing)}")
     lines = []
@@ -200,6 +206,8 @@ def acl_text(passwords: Mapping[str, str], layout: Layout) -> str:
         lines.append(["user", HEALTHCHECK, "on", "nopass", "resetkeys", "resetchannels", "-@all", "+ping"])
         lines.append(["user", OPERATOR, "on", _hash(passwords[OPERATOR]), *user_rules(OPERATOR)])
     for s in SERVICES:
+        if s in OPTIONAL and not passwords.get(s):
+            continue   # not deployed here: no user, so nothing can log in as it
         lines.append(["user", s, "on", _hash(passwords[s]), *user_rules(s)])
     return "".join(" ".join(line) + "\n" for line in lines)
 

@@ -64,7 +64,7 @@ class Note:
     """A decision worth a log line (dry-run orders, pauses, skipped hedges)."""
 
     text: str
-    level: Literal["info", "warning"] = "info"
+    level: Literal["info", "warning", "error"] = "info"
 
 
 @dataclass(frozen=True, slots=True)

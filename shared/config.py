@@ -65,7 +65,7 @@ class VolatilityConfig(Section):
     pause_bps: Decimal = Field(Decimal("30"), gt=0, le=BPS)
     resume_bps: Decimal = Field(Decimal("18"), ge=0, le=BPS)    # below pause_bps (hysteresis)
     inventory_ratio: Decimal = Field(Decimal("0.25"), ge=0, le=1)  # while paused, keep quoting the side that reduces |position| above this share of the limit
-    spread_multiplier: Decimal = Field(Decimal("1.0"), ge=0, le=100)  # extra half-spread per bps of volatility (0 = off)
+    spread_multiplier: Decimal = Field(Decimal("0.1"), ge=0, le=100)  # extra half-spread (bps) per bps of 1-minute volatility (0 = off)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "VolatilityConfig":
@@ -91,6 +91,47 @@ class TrendConfig(Section):
         return self
 
 
+class SkewConfig(Section):
+    """Inventory skew, per unit (base currency) of position: its own keys, not the guard's limit."""
+
+    price_bps_per_unit: Decimal = Field(Decimal("20"), ge=0, le=BPS)   # both quotes shift down this much per unit long
+    size_per_unit: Decimal = Field(Decimal("0"), ge=0, le=1000)        # the side that adds shrinks by this share per unit
+
+
+class AvellanedaStoikovConfig(Section):
+    """Avellaneda & Stoikov (2008). Units: prices in quote currency (USD), time in seconds,
+    inventory q in orders (position / maker.size); gamma per USD, k per USD, A per second per side."""
+
+    gamma: Decimal = Field(Decimal("0.1"), gt=0, le=1_000_000)
+    k: Decimal = Field(Decimal("0"), ge=0, le=1_000_000_000)          # 0: the live estimate (trade-depth intensity fit)
+    sigma: Decimal = Field(Decimal("0"), ge=0, le=1_000_000)          # USD per sqrt(s); 0: the live estimate
+    horizon_s: Decimal = Field(Decimal("0"), ge=0, le=DAY_S * 365)    # T from the first book; 0: infinite-horizon form
+    q_max: Decimal = Field(Decimal("0"), ge=0, le=1_000_000)          # infinite horizon: inventory bound in orders (0: guard limit / size)
+    symmetric: bool = False     # the paper's benchmark: the same spread, centred on the mid instead of the reservation price
+
+
+class GlftConfig(Section):
+    """Gueant, Lehalle & Fernandez-Tapia (2013), asymptotic closed form; units as avellaneda_stoikov."""
+
+    gamma: Decimal = Field(Decimal("0.1"), gt=0, le=1_000_000)
+    k: Decimal = Field(Decimal("0"), ge=0, le=1_000_000_000)          # 0: the live estimate
+    A: Decimal = Field(Decimal("0"), ge=0, le=1_000_000)              # 0: the live estimate
+    sigma: Decimal = Field(Decimal("0"), ge=0, le=1_000_000)          # 0: the live estimate
+    xi: Decimal = Field(Decimal("0"), ge=0, le=1_000_000)             # 0: xi = gamma (the paper's case)
+
+
+class CalibrationConfig(Section):
+    """Live estimates from the market's own tape: sigma, the trade-depth intensity A and k, markouts."""
+
+    window_s: Decimal = Field(Decimal("600"), ge=60, le=DAY_S)        # trades kept for the intensity fit
+    min_trades: int = Field(30, ge=5, le=1_000_000)
+    min_r2: Decimal = Field(Decimal("0.5"), ge=0, le=1)               # a worse fit is reported, not used
+    fallback_k_per_bps: Decimal = Field(Decimal("0.5"), gt=0, le=1_000)   # k until a fit is good, per bps of mid
+    fallback_A: Decimal = Field(Decimal("1"), gt=0, le=1_000_000)     # A until a fit is good, per second per side
+    markout_widen: Decimal = Field(Decimal("0"), ge=0, le=100)        # extra half-spread per bps of adverse 5 s markout (0 = off)
+    markout_widen_max_bps: Decimal = Field(Decimal("10"), ge=0, le=BPS)
+
+
 class MakerConfig(Section):
     degraded_after_s: Decimal = Field(Decimal("30"), gt=0, le=3600)  # every quote refused this long, none resting: degraded
     size: Decimal = Field(Decimal("0.064"), gt=0, le=BIG)
@@ -99,8 +140,9 @@ class MakerConfig(Section):
     price_scale: int = Field(1000, ge=1, le=10**18)   # = 10^market.price_decimals
     size_scale: int = Field(1000, ge=1, le=10**18)    # = 10^market.size_decimals
     exchange_min_notional: Decimal = Field(Decimal("10.5"), ge=0, le=BIG)
-    spread_bps: Decimal = Field(Decimal("10"), gt=0, le=BPS)          # half-spread around mid
-    requote_bps: Decimal = Field(Decimal("3"), gt=0, le=BPS)          # move a quote only when the target moved this much
+    engine: Literal["fixed", "adaptive", "avellaneda_stoikov", "glft"] = "adaptive"
+    spread_bps: Decimal = Field(Decimal("2"), gt=0, le=BPS)           # half-spread around mid (fixed, adaptive)
+    requote_bps: Decimal = Field(Decimal("2"), gt=0, le=BPS)          # move a quote only when the target moved this much
     min_requote_interval_s: Decimal = Field(Decimal("1.0"), gt=0, le=3600)
     modify_requotes: bool = True                 # move a live quote with ModifyOrder (one tx) instead of cancel + place
     quote_ttl_ms: int = Field(5_000, ge=100, le=600_000)   # intents older than this are stale at the gateway
@@ -108,12 +150,25 @@ class MakerConfig(Section):
     dry_run: bool = False
     volatility: VolatilityConfig = VolatilityConfig()
     trend: TrendConfig = TrendConfig()
+    skew: SkewConfig = SkewConfig()
+    avellaneda_stoikov: AvellanedaStoikovConfig = AvellanedaStoikovConfig()
+    glft: GlftConfig = GlftConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
 
     @model_validator(mode="after")
     def _sizes(self) -> "MakerConfig":
         if not (self.size_min <= self.size <= self.size_max):
             raise ValueError("size: must lie within [size_min, size_max]")
         return self
+
+
+class NotifierConfig(Section):
+    """The notifier (services/notifier): the operator's chat, through one apprise URL in $NOTIFY_URL."""
+
+    states: bool = True                                      # every trading-state change on risk:events
+    alerts: bool = True                                      # Alertmanager's webhooks on POST /alert
+    min_interval_s: Decimal = Field(Decimal("10"), ge=0, le=3600)   # at most one message per this; more are batched
+    max_lines: int = Field(20, ge=1, le=1000)                # lines per message; the rest are counted
 
 
 class HedgerConfig(Section):
@@ -127,6 +182,11 @@ class HedgerConfig(Section):
     passive_wait_s: Decimal = Field(Decimal("1.5"), gt=0, le=3600)
     passive_offset_bps: Decimal = Field(Decimal("2"), ge=0, le=BPS)
     min_interval_s: Decimal = Field(Decimal("1.0"), gt=0, le=3600)
+    # expected cost vs risk of an aggressive clip (REDUCING always hedges): take only when
+    # size x mid x sigma x sqrt(risk_horizon_s) x risk_aversion >= the cost of crossing + taker fee
+    taker_fee_bps: Decimal = Field(Decimal("0"), ge=0, le=BPS)      # Lighter standard tier: 0; premium: 2 (0.02%)
+    risk_horizon_s: Decimal = Field(Decimal("60"), gt=0, le=86400)  # how long an unhedged excess would be held
+    risk_aversion: Decimal = Field(Decimal("1.0"), ge=0, le=1000)   # 0: never take unless REDUCING
 
 
 Action = Literal["REDUCING", "HALTED"]
@@ -249,6 +309,7 @@ class MarketConfig(Section):
     size_decimals: int = Field(3, ge=0, le=18)
     min_base_amount: Decimal = Field(Decimal("0.050"), gt=0, le=BIG)
     min_quote_amount: Decimal = Field(Decimal("10"), gt=0, le=BIG)
+    reference_price: Decimal = Field(Decimal("0"), ge=0, le=BIG)   # the price the profile was sized at (0: unknown)
 
     @model_validator(mode="after")
     def _not_nil(self) -> "MarketConfig":
@@ -296,6 +357,7 @@ class PortsConfig(Section):
     hedger: int = Field(8083, ge=1, le=65_535)
     guard: int = Field(8084, ge=1, le=65_535)
     gateway: int = Field(8085, ge=1, le=65_535)
+    notifier: int = Field(8086, ge=1, le=65_535)
     venue: int = Field(8700, ge=1, le=65_535)
 
     @model_validator(mode="after")
@@ -309,12 +371,20 @@ class PortsConfig(Section):
         return self
 
 
+class AccountConfig(Section):
+    """The Lighter account's tier (fees, latencies, request budget). The packet: premium is not
+    enabled and maker fees are zero, i.e. the standard tier (0 fees, 200 ms maker/cancel and
+    300 ms taker latency, 60 requests a minute)."""
+
+    tier: Literal["standard", "premium"] = "standard"
+
+
 class VenueConfig(Section):
     """The embedded local venue used by ``make run`` and the tests."""
 
     seed: int = Field(1, ge=0, le=2**63 - 1)
-    model: str = Field("calm", min_length=1)
-    tier: Literal["standard", "premium"] = "premium"
+    model: str = Field("sol", min_length=1)
+    tier: Literal["standard", "premium", ""] = ""    # "": the account's tier (account.tier)
 
 
 class Secrets(BaseModel):
@@ -344,8 +414,10 @@ class Secrets(BaseModel):
 class Settings(Section):
     profile: str = "profiles/market_2.yaml"
     market: MarketConfig = MarketConfig()
+    account: AccountConfig = AccountConfig()
     maker: MakerConfig = MakerConfig()
     hedger: HedgerConfig = HedgerConfig()
+    notifier: NotifierConfig = NotifierConfig()
     guard: GuardConfig = GuardConfig()
     feed: FeedConfig = FeedConfig()
     gateway: GatewayConfig = GatewayConfig()
@@ -360,6 +432,11 @@ class Settings(Section):
         if self.maker.size_scale != 10**self.market.size_decimals:
             raise ValueError(f"maker.size_scale: {self.maker.size_scale} does not equal 10^market.size_decimals")
         return self
+
+    @property
+    def tier(self) -> str:
+        """The tier the local venue gives our account: ``venue.tier`` when set, else ``account.tier``."""
+        return self.venue.tier or self.account.tier
 
     @property
     def market_spec(self) -> MarketSpec:
@@ -461,7 +538,7 @@ def load_settings(config_path: str | Path | None = None, profile_path: str | Pat
     data["profile"] = str(prof_name)
     data["env"] = secrets_from_env(env)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(p for p in err["loc"] if p != "__root__")
@@ -483,3 +560,9 @@ def load_settings(config_path: str | Path | None = None, profile_path: str | Pat
         else:
             file = str(cfg_path)
         raise ConfigError(file, key, msg) from None
+    from shared.profile_check import check, reference_mid   # it reads Settings: imported once they exist
+    for f in check(settings, reference_mid(settings)):
+        if f.level == "error":
+            loc = tuple(f.key.split("."))
+            raise ConfigError(str(prof_path) if _has_key(prof, loc) else str(cfg_path), f.key, f.text)
+    return settings

@@ -14,7 +14,10 @@ HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 ReadyFn = Callable[[], bool]
 
 
-def make_app(health: HealthFn, ready: ReadyFn) -> web.Application:
+Route = tuple[str, str, Callable[[web.Request], Any]]   # (method, path, handler): a service's own endpoints
+
+
+def make_app(health: HealthFn, ready: ReadyFn, routes: tuple[Route, ...] = ()) -> web.Application:
     async def _health(_: web.Request) -> web.Response:
         ok, detail = health()
         return web.json_response({"status": "ok" if ok else "unhealthy", **detail}, status=200 if ok else 503)
@@ -30,6 +33,8 @@ def make_app(health: HealthFn, ready: ReadyFn) -> web.Application:
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     return app
 
 

@@ -47,6 +47,10 @@ def redact(text: str) -> str:
     return text
 
 
+RAILWAY_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
+                  logging.CRITICAL: "error"}
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -56,12 +60,14 @@ class JsonFormatter(logging.Formatter):
         msg = record.getMessage()
         if record.exc_info:
             msg += "\n" + self.formatException(record.exc_info)
+        # Railway's log explorer reads "message" as the line and "level" (debug/info/warn/error) as its
+        # severity; every other field is an attribute to filter on (@service:maker, @logger:gateway)
         doc = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
+            "level": RAILWAY_LEVELS.get(record.levelno, "info"),
             "service": self.service,
             "logger": record.name,
-            "msg": redact(msg),
+            "message": redact(msg),
         }
         return orjson.dumps(doc).decode()
 

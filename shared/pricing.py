@@ -71,17 +71,6 @@ def quote_prices(best_bid: int, best_ask: int, half_spread_bps: Fraction, skew_t
     return bid, ask
 
 
-def skew_ticks(mid: Fraction, half_spread_bps: Fraction, position: int, max_position: int) -> Fraction:
-    """Linear inventory skew: one half-spread at the guard's position limit, proportional below it.
-
-    Positive when long, so both quotes move down (sell more eagerly, buy less) and vice versa.
-    """
-    if max_position <= 0 or position == 0:
-        return Fraction(0)
-    ratio = Fraction(max(-max_position, min(position, max_position)), max_position)
-    return mid * half_spread_bps / BPS * ratio
-
-
 def moved_less_than(old: int, new: int, best_bid: int, best_ask: int, bps: Fraction) -> bool:
     """``moved_bps(old, new, mid) < bps`` in integers: |new − old|·B·2·d < n·(bid + ask)."""
     return abs(new - old) * BPS * 2 * bps.denominator < bps.numerator * (best_bid + best_ask)

@@ -7,6 +7,8 @@ Three loops feed one core (asyncio runs one ``handle`` at a time, so the core ne
 - account and order events: one ``GroupConsumer`` (group = service name) over ``acct:{account}``
   and ``orders:events``; the account group starts at ``0`` when new, so a fresh service learns its
   position from the stream's history, the events group at ``$``; entries are acked once handled;
+- public trades (only for a shell with ``wants_trades``, the maker's live calibration): a plain
+  ``TailReader`` on ``md:trade:{m}`` from ``$``, every entry (no conflation);
 - a timer calling ``core.on_timer`` so time-based rules (stale book, unconfirmed cancels) fire;
 - the guard's trading state (``shared.risk_watch``): read at start, then ``risk:events`` tailed, so
   the core stops proposing what the guard would veto the moment the state changes.
@@ -85,6 +87,8 @@ async def create_group(redis: Redis, stream: str, group: str, start: str) -> Non
 class QuotingShell:
     """Implements ``shared.runtime.Service`` around a quoting core; subclasses add metrics."""
 
+    wants_trades = False
+
     def __init__(self, name: Source, settings: Settings, core: Core, ttl_ms: int, dry_run: bool,
                  timer_s: float = 0.1, block_ms: int = 250) -> None:
         if settings.env.account_index is None:
@@ -97,6 +101,7 @@ class QuotingShell:
         self.acct_stream = keys.acct(settings.env.account_index)
         self.book_stream = keys.md_book(core.market_id)
         self.books: TailReader | None = None
+        self.trades: TailReader | None = None
         self.accounts: GroupConsumer | None = None
         self.risk: RiskFollower | None = None
         self.started = False
@@ -117,6 +122,8 @@ class QuotingShell:
         newest = await r.xrevrange(self.book_stream, count=1)
         start = (newest[0][0].decode() if isinstance(newest[0][0], bytes) else newest[0][0]) if newest else "0-0"
         self.books = TailReader(rt.bus, [self.book_stream], start=start, block_ms=self.block_ms, conflate=True)
+        if self.wants_trades:
+            self.trades = TailReader(rt.bus, [keys.md_trade(self.core.market_id)], start="$", block_ms=self.block_ms)
         latest_key = keys.book_latest(self.core.market_id)
         raw = await r.get(latest_key)
         if raw is not None:
@@ -151,9 +158,11 @@ class QuotingShell:
             self.log.warning("cancelling %d order(s) left over by a previous run", len(cmds))
 
     async def run(self, rt: Runtime) -> None:
-        await asyncio.gather(rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),
-                             rt.loop(partial(self._timer_step, rt), idle_s=self.timer_s),
-                             rt.loop(partial(self._risk_step, rt)))
+        loops = [rt.loop(partial(self._book_step, rt)), rt.loop(partial(self._account_step, rt)),
+                 rt.loop(partial(self._timer_step, rt), idle_s=self.timer_s), rt.loop(partial(self._risk_step, rt))]
+        if self.trades is not None:
+            loops.append(rt.loop(partial(self._trade_step, rt)))
+        await asyncio.gather(*loops)
 
     async def stop(self, rt: Runtime) -> None:
         ns = clock.now_ns()
@@ -201,6 +210,11 @@ class QuotingShell:
     async def _book_step(self, rt: Runtime) -> None:
         assert self.books is not None
         for e in await self.books.read():
+            await self._apply(rt, e.msg, e)
+
+    async def _trade_step(self, rt: Runtime) -> None:
+        assert self.trades is not None
+        for e in await self.trades.read():
             await self._apply(rt, e.msg, e)
 
     async def _account_step(self, rt: Runtime) -> None:
@@ -275,7 +289,7 @@ class QuotingShell:
                 else:
                     self.log.warning("rejected input: %s", c.reason)
             elif isinstance(c, Note):
-                self.log.log(logging.WARNING if c.level == "warning" else logging.INFO, "%s", c.text)
+                self.log.log({"warning": logging.WARNING, "error": logging.ERROR}.get(c.level, logging.INFO), "%s", c.text)
         self.observe()
 
     def _watch_starvation(self, msg: Msg, now_ms: int) -> None:

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from shared.config import RateConfig
+from shared.schemas import OrderEvent
 
 WINDOW_MS = 60_000
 
@@ -74,3 +75,38 @@ class RateBudget:
         if need > len(q):
             return now_ms + self.window_ms
         return q[need - 1] + self.window_ms
+
+
+RATE_BACKOFF_MS = 2_000       # after a "rate" veto, no new place/modify for this long, doubling up to the max
+RATE_BACKOFF_MAX_MS = 30_000
+_NEVER = -(10**18)
+
+
+@dataclass(slots=True)
+class BudgetWatch:
+    """What a producer (maker or hedger) learns about the shared budget from ``orders:events``.
+
+    A "rate" veto of its own place/modify means the guard counted more than it did (a previous run,
+    another producer, a hand-made intent): no new one until ``hold_until_ms``, the wait doubling up
+    to ``RATE_BACKOFF_MAX_MS`` and reset by an ack. The other producer's acked places/modifies are
+    taken from the whole budget, as the guard counts them."""
+
+    source: str
+    budget: RateBudget | None
+    backoff_ms: int = 0
+    hold_until_ms: int = _NEVER
+
+    def observe(self, event: object, now_ms: int) -> None:
+        if not isinstance(event, OrderEvent) or event.action not in ("place", "modify"):
+            return
+        if event.source == self.source:
+            if event.kind == "veto" and event.message.startswith("rate:"):
+                self.backoff_ms = min(max(2 * self.backoff_ms, RATE_BACKOFF_MS), RATE_BACKOFF_MAX_MS)
+                self.hold_until_ms = now_ms + self.backoff_ms
+            elif event.kind == "ack":
+                self.backoff_ms = 0
+        elif event.source in ("maker", "hedger") and event.kind == "ack" and self.budget is not None:
+            self.budget.take(now_ms, source=event.source)
+
+    def holding(self, now_ms: int) -> bool:
+        return now_ms < self.hold_until_ms

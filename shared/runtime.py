@@ -130,7 +130,8 @@ async def _amain(service: Service, settings: Settings, host: str, port: int, por
                                     "uptime_s": round(time.time() - rt.started_at, 1), **detail}
 
     try:   # before Redis or any work: taken since run_service's check = the same one-line error
-        runner = await start_site(make_app(health, lambda: rt.redis_ok and service.ready()), host, port)
+        runner = await start_site(make_app(health, lambda: rt.redis_ok and service.ready(),
+                                           tuple(getattr(service, "routes", ()))), host, port)
     except OSError as e:
         await rt.redis.aclose()
         sys.stderr.write(f"python -m services.{service.name}: error: {bind_error(e, host, port, port_source)}\n")

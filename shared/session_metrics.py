@@ -25,9 +25,9 @@ SOURCES = ("maker", "hedger")
 PNL = {k: metric(Gauge, f"mm_session_{k}", f"This window's {k.removesuffix('_usd').replace('_', ' ')} (USD)", [])
        for k in MONEY}
 FILLS = metric(Gauge, "mm_session_fills", "Fills in this window, by source", ["source"])
-MARKOUT = metric(Gauge, "mm_session_markout_bps", "Size-weighted markout in this window (bps)", ["source", "horizon"])
+MARKOUT = metric(Gauge, "mm_portfolio_markout_bps", "Size-weighted markout in the maker's session window (bps)", ["source", "horizon"])
 FILL_RATIO = metric(Gauge, "mm_session_fill_ratio_maker", "Maker lots filled / maker lots submitted, this window", [])
-UPTIME = metric(Gauge, "mm_session_two_sided_uptime", "Fraction of this window with our bid and ask both resting", [])
+UPTIME = metric(Gauge, "mm_portfolio_quote_uptime_ratio", "Fraction of the maker's session window with our bid and ask both resting", [])
 MAX_POS = metric(Gauge, "mm_session_max_abs_position", "Largest |position| in this window (base units)", [])
 WINDOW = metric(Gauge, "mm_session_window_seconds", "Length of the window the mm_session_* figures cover", [])
 

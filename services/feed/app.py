@@ -147,6 +147,7 @@ class FeedService:
                 "index": self.account, "token_source": c.token_source,
                 "token_valid_s": max(0, (c.token_deadline_ms - int(now * 1000)) // 1000) if c.token else None,
                 "channels": {ch: st.value for ch, st in c.private.items()},
+                "channel_age_s": {ch: self._age(now, c.last_channel_ms.get(ch, 0)) for ch in c.private},
                 "attempts": c.attempts, "account_gaps": c.account_gaps,
             }
         return state == "ok", detail

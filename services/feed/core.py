@@ -278,6 +278,7 @@ class FeedCore:
         self.last_book_ms: dict[int, int] = {}
         self.last_trade_ms = 0
         self.last_account_ms = 0
+        self.last_channel_ms: dict[str, int] = {}   # private channel -> its newest frame (the status view's ages)
         self.gaps = 0
         self.bad_frames = 0
         self._trades = _Recent(4096)
@@ -599,7 +600,7 @@ class FeedCore:
                 self.last_trade_ms = now_ms
                 return out + self._public_trades(data, channel)
             if channel in self.private:
-                self.last_account_ms = now_ms
+                self.last_account_ms = self.last_channel_ms[channel] = now_ms
                 if snapshot:
                     out += self._channel_up(channel)
                 out += self._account(kind, data, snapshot, channel, now_ms)

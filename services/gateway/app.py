@@ -271,6 +271,8 @@ class Gateway:
         rec_age = _age(now, core.stats.last_reconcile_ms)
         if core.reconciled and rec_age is not None and rec_age > 3 * core.limits.reconcile_every_ms / 1000:
             out["reconcile_stale"] = f"last reconcile {rec_age:.0f} s ago"
+        if core.heartbeat_lost:   # maker places are refused until it is back (GatewayCore.place_refusal)
+            out["heartbeat_lost"] = f"{', '.join(sorted(core.heartbeat_lost))} heartbeat lost: maker quotes refused"
         return out
 
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -318,6 +320,7 @@ class Gateway:
             "queue_full": s.queue_full,
             "dead_man_arms": s.dead_man_arms,
             "heartbeat_cancels": s.heartbeat_cancels,
+            "volume_quota_remaining": s.volume_quota_remaining,
             "heartbeat_lost": sorted(core.heartbeat_lost),
             "nonce_resyncs": s.nonce_resyncs,
             "reconciles": s.reconciles,
@@ -327,7 +330,9 @@ class Gateway:
             else round(s.dead_man_armed_until_ms / 1000 - now, 1),
             "last_send_latency_ms": None if self._last_latency_s is None else round(self._last_latency_s * 1000, 3),
             "open_orders_tracked": len(core.live),
+            # the venue's count when last asked (a reconcile, a kill check), with its age: not a live count
             "venue_open_orders": s.venue_open_orders,
+            "venue_open_orders_age_s": _age(now, s.venue_open_orders_ms),
             "ledger": core.ledger.summary(),
             "queued_txs": len(core.outbox),
             "last_intent_age_s": _age(now, s.last_intent_ms),
@@ -413,6 +418,8 @@ class Gateway:
             M.KILL_ACTIVE.set(0 if self.core.place_refusal() is None else 1)
             M.OPEN_TRACKED.set(len(self.core.live))
             M.IN_DOUBT.set(sum(len(d.nonces) for d in self.core.in_doubt))
+            if self.core.stats.volume_quota_remaining is not None:
+                M.VOLUME_QUOTA.set(self.core.stats.volume_quota_remaining)
             self.degraded.observe(self.problems(time.time()))
             try:   # every 100 ms, or at once when the guard publishes a new trading state
                 await asyncio.wait_for(self._risk_changed.wait(), timeout=KILL_POLL_S)

@@ -365,9 +365,11 @@ class Stats:
     reconcile_failures: int = 0
     dropped_cancels: int = 0
     heartbeat_cancels: int = 0
+    volume_quota_remaining: int | None = None   # the venue's last word on it (premium; None = never said)
     dead_man_arms: int = 0
     queue_full: int = 0
-    venue_open_orders: int | None = None
+    venue_open_orders: int | None = None   # as the venue answered at the last reconcile or open-orders check
+    venue_open_orders_ms: int | None = None
     last_intent_ms: int | None = None
     last_account_ms: int | None = None
     last_kill_read_ms: int | None = None
@@ -449,6 +451,9 @@ class GatewayCore:
             return f"lease not held (held by {self.lease_holder or 'nobody'}): another gateway may be sending"
         if self.reducing and it is not None and not self.reduces(it):
             return "risk:state REDUCING: only orders that shrink the position"
+        if it is not None and it.source == "maker" and self.heartbeat_lost:
+            # a quote read after its maker (or the feed it prices from) went quiet is stale by construction
+            return f"{min(self.heartbeat_lost)} heartbeat lost: maker quotes wait for it"
         return None
 
     def reduces(self, it: OrderIntent) -> bool:
@@ -779,6 +784,8 @@ class GatewayCore:
         n = len(b.txs)
         if res.outcome == "ok":
             self.stats.batches += 1
+            if res.quota_remaining is not None:
+                self.stats.volume_quota_remaining = res.quota_remaining
             self.stats.batch_txs += n
             lane.nonce = b.first_nonce + n
             lane.retry_at_ms = lane.rate_backoff_ms = 0
@@ -1056,13 +1063,14 @@ class GatewayCore:
             dropped, killed = self._kill_queued(lambda tx: tx.intent is not None and tx.intent.source == "maker",
                                                 now_ms, f"{name} heartbeat lost: not sent")
             cmds += killed
-            sent = sorted((o for o in self.ledger.live("maker") if o.state not in (State.PENDING, State.APPROVED)),
-                          key=lambda o: o.coi)
-            if not sent and not dropped:
+            live = list(self.ledger.live("maker"))
+            sent = sorted((o for o in live if o.state not in (State.PENDING, State.APPROVED)), key=lambda o: o.coi)
+            flying = len(live) - len(sent)   # places in flight: each is cancelled on its ack (see _accepted)
+            if not sent and not dropped and not flying:
                 continue
             self.stats.heartbeat_cancels += 1
-            cmds.append(Note(f"{name} heartbeat lost (> {timeout} ms): cancelling {len(sent)} maker order(s), "
-                             f"dropping {dropped} queued", "warning"))
+            cmds.append(Note(f"{name} heartbeat lost (> {timeout} ms): cancelling {len(sent)} maker order(s) "
+                             f"and {flying} in flight on their ack, dropping {dropped} queued", "warning"))
             self._cancel_by_index(sent, f"{name} heartbeat lost")
         return cmds
 
@@ -1140,7 +1148,7 @@ class GatewayCore:
         return cmds
 
     def _on_active(self, count: int, now_ms: int) -> list[Command]:
-        self.stats.venue_open_orders = count
+        self.stats.venue_open_orders, self.stats.venue_open_orders_ms = count, now_ms
         if self.kill == "set" or self.stopping:
             if count > 0:
                 self._ensure_cancel_all("still-open")
@@ -1154,6 +1162,7 @@ class GatewayCore:
         self.stats.reconciles += 1
         self.stats.last_reconcile_ms = now_ms
         self.stats.venue_open_orders = sum(1 for o in snap.orders if o.status in ("open", "pending", "in-progress"))
+        self.stats.venue_open_orders_ms = now_ms
         self._reconcile_due_ms = now_ms + self.limits.reconcile_every_ms
         self._reconcile_reason, self._reconcile_since_ms = "periodic", max(0, snap.as_of_ms - 120_000)
         # every ledger reads the account stream the gateway reads: what this one already knows, they do too,

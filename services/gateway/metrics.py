@@ -15,3 +15,5 @@ KILL_ACTIVE = Gauge("mm_gateway_kill_active", "1 while places are refused (kill 
 OPEN_TRACKED = Gauge("mm_gateway_open_orders_tracked", "Orders placed by this run not yet reported terminal")
 IN_DOUBT = Gauge("mm_gateway_txs_in_doubt", "Txs whose outcome is unknown (their lane sends nothing else until settled)")
 BATCH_SIZE = Histogram("mm_gateway_batch_txs", "Txs per sendTx/sendTxBatch request", buckets=(1, 2, 3, 4, 6, 8, 10, 15))
+VOLUME_QUOTA = Gauge("mm_gateway_volume_quota_remaining", "The venue's volume_quota_remaining in its last sendTx answer "
+                     "(premium accounts; absent until the venue said)")

@@ -27,9 +27,10 @@ class SendResult:
     rate_limited: bool = False   # HTTP 429: refused at the API (nonce not consumed); back off before the next tx
     invalid_nonce: bool = False
     malformed: bool = False  # the body was not a Lighter answer (counted and dead-lettered by the shell)
+    quota_remaining: int | None = None   # the venue's volume_quota_remaining (premium accounts), when it said
 
 
-def _parse(body: bytes) -> tuple[int, str, str] | None:
+def _parse(body: bytes) -> tuple[int, str, str, int | None] | None:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -38,7 +39,9 @@ def _parse(body: bytes) -> tuple[int, str, str] | None:
         return None
     msg = doc.get("message")
     tx_hash = doc.get("tx_hash")
-    return doc["code"], msg if isinstance(msg, str) else "", tx_hash if isinstance(tx_hash, str) else ""
+    quota = doc.get("volume_quota_remaining")
+    return (doc["code"], msg if isinstance(msg, str) else "", tx_hash if isinstance(tx_hash, str) else "",
+            quota if type(quota) is int else None)
 
 
 def not_sent(error: str) -> SendResult:
@@ -57,10 +60,10 @@ def classify(status: int, body: bytes) -> SendResult:
         text = body[:200].decode("utf-8", "replace")
         return SendResult("ambiguous", code=status, message=f"HTTP {status}: unreadable answer {text!r}",
                           http_status=status, resync_nonce=True, malformed=True)
-    code, message, tx_hash = parsed
+    code, message, tx_hash, quota = parsed
     if status == 200:
         if code == 200:
-            return SendResult("ok", code=200, message=message, tx_hash=tx_hash, http_status=200)
+            return SendResult("ok", code=200, message=message, tx_hash=tx_hash, http_status=200, quota_remaining=quota)
         return SendResult("rejected", code=code, message=message, http_status=200)  # SDK: nonce not consumed
     if status == 429:  # refused at the API: Lighter does not consume the nonce
         return SendResult("rejected", code=code, message=message, http_status=status, rate_limited=True)

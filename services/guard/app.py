@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.metrics import position_lots
 
-from shared import clock, keys
+from shared import clock, keys, portfolio_metrics
 from shared.bus import Entry, GroupConsumer, TailReader
 from shared.cli import fail
 from shared.config import Settings
@@ -52,6 +52,8 @@ TRANSITIONS = Counter("mm_risk_transitions_total", "Trading-state changes", ["fr
 STATE = Gauge("mm_risk_state", "1 for the current trading state", ["state"])
 TRIPS = Counter("mm_risk_trigger_trips_total", "Risk trigger trips", ["trigger"])
 POSITION = position_lots()
+DRAWDOWN = Gauge("mm_risk_drawdown_usd", "Fall of the guard's PnL from its peak (USD), what the drawdown trigger judges")
+DRAWDOWN_LIMIT = Gauge("mm_risk_drawdown_limit_usd", "guard.triggers.drawdown.max_usdc (USD)")
 
 MID_MAX_AGE_S = 10.0       # unhealthy when the mid is older than this while intents arrive
 KILL_REFRESH_S = 1.0       # re-read the switches and heartbeats at least this often even without intents
@@ -86,6 +88,8 @@ class GuardService:
         self._last_ids: dict[str, tuple[int, int]] = {}
         self._started = False
         self._position_gauge = POSITION.labels(str(self.spec.market_id))
+        portfolio_metrics.bind(lambda: (self.core.portfolio, self.core.mid2))
+        DRAWDOWN_LIMIT.set(float(settings.guard.triggers.drawdown.max_usdc))
         self.starved = Starvation(int(settings.guard.degraded_after_s * 1000))
         self.degraded = DegradedWatch("guard")
 
@@ -162,6 +166,7 @@ class GuardService:
             "ledger": c.ledger.summary(),
             "verdicts": {"approved": dict(c.approved), "vetoed": dict(c.vetoed), "duplicates": c.duplicates},
             "fills": c.fills,
+            "portfolio": c.folio.view(c.mid2),
             "unhandled": len(self._inbox),
             "age_s": ages,
             "problems": list(problems.values()),
@@ -287,6 +292,9 @@ class GuardService:
         await self._execute(rt, cmds)
         await self._reassert_state(rt)
         self._kill_read_at = now / 1000
+        dd2 = self.core.drawdown2()
+        if dd2 is not None:
+            DRAWDOWN.set(max(0, dd2) / 2e6)
 
     async def _reassert_state(self, rt: Runtime) -> None:
         """Refresh ``risk:state`` and its expiry (a dead guard's state expires: HALTED for everyone), under

@@ -34,8 +34,10 @@ from decimal import Decimal
 from fractions import Fraction
 
 from shared.config import GuardConfig, Settings
+from shared.ids import source_of
 from shared.ledger import NOT_ACTIVE_CODES, OrderLedger
 from shared.markets import MarketSpec, round_down
+from shared.portfolio import Portfolio
 from shared.pricing import frac
 from shared.rate_budget import RateBudget
 from shared.schemas import (BookTop, Fill, Msg, OrderEvent, OrderIntent, OrderUpdate, Position, Reconcile, RiskState,
@@ -219,8 +221,7 @@ class GuardCore:
     published: bool = False
     transitions: dict[str, int] = field(default_factory=dict)   # "FROM->TO" -> count
     budget: RateBudget = field(default_factory=lambda: RateBudget(60, 20, 8))
-    cash2: int = 0                          # 2 x cash flow in micro-USDC (sells +, buys -, fees -) since the baseline
-    pnl_pos: int | None = None              # position by fills since the baseline (None: no baseline yet)
+    portfolio: Portfolio | None = None      # PnL since the baseline (shared.portfolio); made in __post_init__
     peak2: int | None = None                # 2 x the highest PnL seen
     rejects: deque[int] = field(default_factory=deque)
     beat_last: dict[str, int] = field(default_factory=dict)   # service -> its newest heartbeat seen (wall ms)
@@ -234,6 +235,8 @@ class GuardCore:
         if not self.triggers.items:
             self.triggers = _triggers(self.limits.cfg)
         self.budget = RateBudget.from_config(self.limits.cfg.rate)
+        if self.portfolio is None:
+            self.portfolio = Portfolio(self.spec)
 
     @property
     def cfg(self) -> GuardConfig:
@@ -265,12 +268,13 @@ class GuardCore:
                     return []
                 self.fills += 1
                 self.last_fill_ms = now_ms
-                if self.pnl_pos is not None:
-                    flow = notional2_micro(self.spec, 2 * event.price, event.size)
-                    self.cash2 += (flow if event.is_ask else -flow) - 2 * event.fee
-                    self.pnl_pos += -event.size if event.is_ask else event.size
+                self._count(event)
             else:
+                missed = ([f for f in event.fills if f.market_id == self.spec.market_id
+                           and not self.ledger.knows_trade(f.trade_id)] if isinstance(event, Reconcile) else [])
                 self.ledger.handle(event, now_ms)
+                for f in missed:   # fills the account stream never brought: the REST snapshot's
+                    self._count(f)
             return self._evaluate(now_ms)
         if isinstance(event, OrderEvent):
             if event.kind == "reject" and not (event.action == "cancel" and event.code in NOT_ACTIVE_CODES):
@@ -340,11 +344,6 @@ class GuardCore:
     def mid_human(self) -> str | None:
         return None if self.mid2 is None else human_px2(self.mid2, self.spec.price_decimals)
 
-    def _mark2(self, lots: int) -> int:
-        assert self.mid2 is not None
-        mark = notional2_micro(self.spec, self.mid2, lots)
-        return mark if lots >= 0 else -mark
-
     def pnl2(self) -> int | None:
         """2 x PnL in micro-USDC since the baseline: fills' cash flow plus their position marked to mid.
 
@@ -353,22 +352,34 @@ class GuardCore:
         position update never moves it by itself."""
         if self.mid2 is None:
             return None
-        if self.pnl_pos is None:
+        if not self.folio.started:
             if not self.position_known:
                 return None
-            self.pnl_pos = self.effective_position
-            self.cash2 = -self._mark2(self.pnl_pos)
-        return self.cash2 + self._mark2(self.pnl_pos)
+            self.folio.start(self.effective_position, self.mid2, self.ledger.position_ts_ms)
+        return self.folio.pnl2(self.mid2)
+
+    def drawdown2(self) -> int | None:
+        """2 x how far PnL is below its peak, micro-USDC (what the drawdown trigger judges; None: no PnL yet)."""
+        pnl2 = self.pnl2()
+        return None if pnl2 is None or self.peak2 is None else self.peak2 - pnl2
+
+    def _count(self, f: Fill) -> None:
+        self.folio.on_fill(f.is_ask, f.price, f.size, f.fee, source_of(f.client_order_index), f.ts_ms)
+
+    @property
+    def folio(self) -> Portfolio:
+        assert self.portfolio is not None
+        return self.portfolio
 
     def risk_view(self) -> dict[str, object]:
         """For ``/health``: the state, its reason, every active trigger."""
-        pnl2 = self.pnl2()
+        pnl2, dd2 = self.pnl2(), self.drawdown2()
         return {"state": self.state, "reason": self.reason, "since_ms": self.since_ms,
                 "triggers": {n: t.reason for n, t in self.triggers.active().items()},
                 "trips": {n: t.trips for n, t in self.triggers.items.items() if t.trips},
                 "transitions": dict(self.transitions),
                 "pnl_usdc": None if pnl2 is None else human(pnl2 // 2, 6),
-                "drawdown_usdc": None if pnl2 is None or self.peak2 is None else human((self.peak2 - pnl2) // 2, 6),
+                "drawdown_usdc": None if dd2 is None else human(dd2 // 2, 6),
                 "budget": {"used": self.budget.used(self.since_ms if self.last_intent_ms is None else self.last_intent_ms),
                            "maker_cap": self.budget.cap("maker"), "cap": self.budget.cap("hedger")}}
 
@@ -447,7 +458,8 @@ class GuardCore:
         """Feed every trigger its condition; publish the state when it (or its reason) changed."""
         if self.started_ms is None:
             return []   # still replaying history: the state is decided once, at the end
-        self._observe(now_ms)
+        self._observe(now_ms)   # sets the PnL baseline as soon as it can (the drawdown condition asks for PnL)
+        self.folio.roll_day(now_ms // 86_400_000, self.mid2)   # today's zero at each UTC midnight
         state, reason, active = self.triggers.state()
         if self.published and state == self.state and reason == self.reason:
             return []

@@ -10,7 +10,7 @@ from shared.schemas import Msg, OrderIntent
 from shared.session_metrics import LiveSession, export
 
 from services.maker.core import MODES, MakerCore
-from shared.quoting_metrics import MAKER_MODE, TREND_BPS, VOL_BPS, position_lots
+from shared.quoting_metrics import CALIBRATION, HALF_SPREAD_BPS, MAKER_MODE, MARKOUT_BPS, TREND_BPS, VOL_BPS, position_lots
 from shared.quoting_shell import QuotingShell
 
 
@@ -19,6 +19,7 @@ class MakerService(QuotingShell):
 
     core: MakerCore
     SESSION_EVERY_S = 10.0
+    wants_trades = True   # the live calibration (A, k) reads the public tape
 
     def __init__(self, settings: Settings, timer_s: float = 0.1) -> None:
         m = settings.maker
@@ -46,6 +47,16 @@ class MakerService(QuotingShell):
         VOL_BPS.labels(market).set(c.vol.value)
         TREND_BPS.labels(market).set(c.trend.value)
         position_lots().labels(market).set(c.position)
+        q = c.quote
+        if q is not None:
+            for side, d in (("bid", q.bid_bps), ("ask", q.ask_bps)):
+                HALF_SPREAD_BPS.labels(market, side).set(float("nan") if d is None else float(d))
+        for name, value in c.calibration().items():
+            if name.startswith("markout_"):
+                if value is not None:
+                    MARKOUT_BPS.labels(market, name.removeprefix("markout_")).set(value)
+            elif value is not None:
+                CALIBRATION.labels(market, name).set(value)
 
 
 def build(settings: Settings) -> MakerService:

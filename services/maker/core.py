@@ -20,9 +20,14 @@ Policy, in order of precedence:
    (up: bid only, down: ask only).
 4. **quoting**: both sides.
 
-Half-spread = ``spread_bps`` + ``spread_multiplier`` x vol (x ``widen_factor`` when trending).
-Inventory skew shifts both quotes down when long (up when short) by up to one half-spread at the
-guard's position limit, linearly. A live quote is kept unless its target moved >= ``requote_bps``
+Where the quotes go is the engine's (``maker.engine``, ``services/maker/engines.py``: fixed,
+adaptive, avellaneda_stoikov, glft): distances below/above the mid from the 1-minute sigma, the
+live trade-intensity fit (A, k: ``shared.calibration``, from the public tape), our inventory and
+time; ``fixed`` is a plain spread with no pause, trend or skew (the baseline). Every engine
+shares the rest: sizing and the minimum-notional clamp, the guard's states, the pause and trend
+modes and the requote discipline. The maker also keeps per-fill markouts of its own fills
+(1/5/30/60 s); ``calibration.markout_widen`` > 0 widens every engine but ``fixed`` when the 5 s
+markout turns adverse. A live quote is kept unless its target moved >= ``requote_bps``
 of mid; every new order on a side (requote, refill, retry) waits ``min_requote_interval_s`` after
 the previous one, which also stops post-only rejection loops. Cancels are never delayed.
 
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from fractions import Fraction
 from typing import Any, Literal
@@ -49,12 +55,15 @@ from shared.config import MakerConfig, RateConfig, Settings
 from shared.ids import IdMint
 from shared.ledger import RESTING, OrderLedger, State, Transition
 from shared.markets import MarketSpec, round_down
-from shared.pricing import (clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_less_than, quote_prices,
-                            skew_ticks)
-from shared.profile_check import contradictions
-from shared.rate_budget import RateBudget
-from shared.schemas import BookTop, Msg, OrderEvent, RiskState, TradingState
+from shared.pricing import clamp_size, config_size_lots, frac, mid_of, min_notional_micro, moved_less_than, quote_prices
+from shared.profile_check import Finding, check
+from shared.rate_budget import BudgetWatch, RateBudget
+from shared.schemas import BookTop, Msg, RiskState, TradingState
 
+from shared.calibration import Intensity, IntensityFit, Markouts
+from shared.schemas import Fill, Trade
+
+from services.maker import engines
 from services.maker.signals import TrendWindow, VolEma
 
 Mode = Literal["quoting", "paused", "trend-up", "trend-down", "stale", "no-position", "halted", "reducing"]
@@ -62,8 +71,9 @@ MODES: tuple[Mode, ...] = ("quoting", "paused", "trend-up", "trend-down", "stale
 PULL_MODES = ("stale", "paused", "no-position", "halted", "reducing")
 CANCEL_ATTEMPTS = 3
 NEVER = -(10**18)
-RATE_BACKOFF_MS = 2_000       # after a "rate" veto, no new place/modify for this long, doubling up to the max
-RATE_BACKOFF_MAX_MS = 30_000
+FIT_EVERY_MS = 5_000          # the intensity fit is redone this often (it reads the whole window)
+VOL_SAMPLE_MS = 250           # the volatility signal samples the mid 4x a second (variance per second either way):
+                              # 4x the returns of 1 s sampling, so a burst shows within seconds, not tens
 
 
 ZERO = Fraction(0)
@@ -89,7 +99,7 @@ class MakerCore:
                  max_book_age_ms: int | None = None) -> None:
         self.cfg, self.spec = cfg, spec
         self.market_id = spec.market_id
-        self.profile_check: Callable[[int], list[str]] | None = None   # shared.profile_check at the first book
+        self.profile_check: Callable[[int], list[Finding]] | None = None   # shared.profile_check at the first book
         self.base_lots = config_size_lots(cfg, spec)
         self.min_notional = min_notional_micro(cfg.exchange_min_notional, spec)
         self.max_position = max_position_lots
@@ -97,14 +107,13 @@ class MakerCore:
         if max_book_age_ms is not None:   # the guard's limit, when stricter: never propose on a book it refuses
             self.max_book_age_ms = min(self.max_book_age_ms, max_book_age_ms)
         self.budget = None if rate is None else RateBudget.from_config(rate)   # the guard's place budget, our share
-        self.budget_hold_until_ms = NEVER   # after a "rate" veto (the guard counted more than we did): wait
-        self.budget_backoff_ms = 0
+        self.rate_watch = BudgetWatch("maker", self.budget)   # rate vetoes back off; the hedger's acks count
         self.risk_state: TradingState = "HALTED"   # until the guard's state is known: a missing state is HALTED
         self.risk_reason = "no trading state yet"
         self.requote_interval_ms = int(cfg.min_requote_interval_s * 1000)
         self.pending_timeout_ms = 2 * cfg.quote_ttl_ms   # a place nobody reported on: cancel it, free the side
         self.cancel_retry_ms = cfg.quote_ttl_ms          # a cancel nobody confirmed: send it again
-        self.vol = VolEma(int(cfg.volatility.ema_halflife_s * 1000))
+        self.vol = VolEma(int(cfg.volatility.ema_halflife_s * 1000), VOL_SAMPLE_MS)
         self.trend = TrendWindow(int(cfg.trend.lookback_s * 1000))
         self.trend_dir = 0   # +1 up, -1 down, 0 none (with hysteresis: _trend_state)
         self.mint = IdMint("maker")
@@ -121,12 +130,22 @@ class MakerCore:
         self.last_place_ms: dict[bool, int] = {}
         self.targets: dict[bool, Target] = {}
         self.counts = {"place": 0, "modify": 0, "cancel": 0, "failed": 0, "rejected_input": 0}
+        self.engine = engines.ENGINES[cfg.engine]
+        c = cfg.calibration
+        self.intensity = IntensityFit(float(c.window_s), min_trades=c.min_trades)
+        self.fit: Intensity | None = None      # the last fit, good or not (reported)
+        self.fit_used = False                  # whether its A and k steer the quotes (r2 >= min_r2)
+        self.fit_ms = NEVER
+        self.markouts = Markouts()
+        self.engine_t0_ms: int | None = None   # the engines' clock starts at the first quote decision
+        self.quote: engines.Quote | None = None
+        self.position_cap_units = max_position_lots / spec.size_scale
 
     @classmethod
     def from_settings(cls, s: Settings) -> "MakerCore":
         core = cls(s.maker, s.market_spec, round_down(s.guard.max_position_units, s.market.size_decimals),
                    s.guard.rate, s.guard.max_book_age_ms)
-        core.profile_check = partial(contradictions, s)
+        core.profile_check = partial(check, s)
         return core
 
     @property
@@ -139,16 +158,19 @@ class MakerCore:
             return cancel_leftovers(self.mint, event, now_ms) if event.market_id == self.market_id else []
         if isinstance(event, BookTop):
             return self._on_book(event, now_ms)
+        if isinstance(event, Trade):
+            if event.market_id == self.market_id:
+                self.intensity.on_trade(event.ts_ms, event.price / self.spec.price_scale, event.taker_is_ask)
+            return []
+        if isinstance(event, Fill) and event.market_id == self.market_id:
+            o = self.ledger.get(event.client_order_index)
+            if o is not None and o.source == "maker":
+                self.markouts.on_fill(event.ts_ms, event.is_ask, event.price / self.spec.price_scale,
+                                      event.size / self.spec.size_scale)
         if isinstance(event, RiskState):
             self.risk_state, self.risk_reason = event.state, event.reason
             return self._reconcile(now_ms)
-        if isinstance(event, OrderEvent) and event.source == "maker" and event.action in ("place", "modify"):
-            if event.kind == "veto" and event.message.startswith("rate:"):
-                # the guard's count includes what a previous run of ours (or a hand-made intent) used: back off
-                self.budget_backoff_ms = min(max(2 * self.budget_backoff_ms, RATE_BACKOFF_MS), RATE_BACKOFF_MAX_MS)
-                self.budget_hold_until_ms = now_ms + self.budget_backoff_ms
-            elif event.kind == "ack":
-                self.budget_backoff_ms = 0
+        self.rate_watch.observe(event, now_ms)
         if getattr(event, "market_id", self.market_id) not in (self.market_id, -1):
             return []
         self._free_ended(self.ledger.handle(event, now_ms))
@@ -175,17 +197,44 @@ class MakerCore:
         self.book_ts_ms = book.venue_ts_ms
         self.trace = dict(book.trace)
         warn: list[Command] = []
-        if book.bids and book.asks:
-            self.bid, self.ask = book.bids[0][0], book.asks[0][0]
+        bid, ask = self._market_best(book)
+        if bid is not None and ask is not None:
+            self.bid, self.ask = bid, ask
             if self.profile_check is not None:   # the venue's minimums need a price: said once, on the first book
-                warn = [Note(f"profile: {t}", "warning") for t in self.profile_check((self.bid + self.ask) // 2)]
+                warn = [Note(f"profile: {f}", f.level) for f in self.profile_check((self.bid + self.ask) // 2)]
                 self.profile_check = None
             mid = (self.bid + self.ask) / 2
             self.vol.update(book.venue_ts_ms, mid)
             self.trend.update(book.venue_ts_ms, mid)
+            mid_usd = mid / self.spec.price_scale
+            self.intensity.on_book(book.venue_ts_ms, mid_usd)
+            self.markouts.on_mid(book.venue_ts_ms, mid_usd)
+            if book.venue_ts_ms - self.fit_ms >= FIT_EVERY_MS:
+                self.fit_ms = book.venue_ts_ms
+                self.fit = self.intensity.fit(book.venue_ts_ms)
+                self.fit_used = self.fit is not None and self.fit.r2 >= float(self.cfg.calibration.min_r2)
         else:
             self.bid = self.ask = None
         return warn + self._reconcile(now_ms) if warn else self._reconcile(now_ms)
+
+    def _market_best(self, book: BookTop) -> tuple[int | None, int | None]:
+        """The best bid and ask of everybody but us: our own resting size is taken out of the book's
+        levels (the ledger knows it). Centred on a book that includes our quotes, a fill of our own
+        touch quote would jump the mid by our own half-spread: the signals would see our fills as
+        volatility and the quotes would chase themselves."""
+        own: dict[tuple[bool, int], int] = {}
+        for o in self.ledger.live():
+            if o.state in RESTING and o.market_id == self.market_id:
+                own[(o.is_ask, o.price)] = own.get((o.is_ask, o.price), 0) + o.remaining
+
+        def first(levels: list[tuple[int, int]], is_ask: bool) -> int | None:
+            for px, size in levels:
+                if size - own.get((is_ask, px), 0) > 0:
+                    return px
+            return levels[0][0] if levels else None   # only our own orders in view: the book's own best
+        if not own:
+            return (book.bids[0][0] if book.bids else None), (book.asks[0][0] if book.asks else None)
+        return first(book.bids, False), first(book.asks, True)
 
     def _free_ended(self, transitions: list[Transition]) -> None:
         """A slot whose order ended (filled, cancelled, refused, never sent) is free again."""
@@ -215,25 +264,19 @@ class MakerCore:
         assert self.bid is not None and self.ask is not None
         cfg, v, t = self.cfg, self.cfg.volatility, self.cfg.trend
         vol = self.vol.value
-        if not v.enabled:
+        plain = cfg.engine == "fixed"   # the baseline: no pause, no trend, no skew
+        if not v.enabled or plain:
             self.paused = False
         elif not self.paused and vol >= float(v.pause_bps):
             self.paused = True
         elif self.paused and vol < float(v.resume_bps):
             self.paused = False
         trend = self.trend.value
-        self.trend_dir = self._trend_state(trend) if t.enabled else 0
+        self.trend_dir = self._trend_state(trend) if t.enabled and not plain else 0
         trending = self.trend_dir != 0
-        key = (f"{vol:.2f}", trending)   # the half-spread changes with these only (cached: timers repeat them)
-        if key != self._hs_key:
-            hs = frac(cfg.spread_bps)
-            if v.enabled and v.spread_multiplier:
-                hs += frac(v.spread_multiplier) * Fraction(key[0])
-            if trending:
-                hs *= frac(t.widen_factor)
-            self._hs_key, self.half_spread_bps = key, hs
-        hs = self.half_spread_bps
         position = self.position
+        quote = self._engine_quote(now_ms, vol, trending, position)
+        self.half_spread_bps = quote.half_spread_bps
         sides: tuple[bool, ...] = (False, True)
         if self.risk_state == "REDUCING":
             self.mode = "reducing"
@@ -251,24 +294,75 @@ class MakerCore:
                 sides = (self.trend_dir < 0,)  # up: bid only; down: ask only
         else:
             self.mode = "quoting"
-        skew = skew_ticks(mid_of(self.bid, self.ask), hs, position, self.max_position) if position else ZERO
-        bid_px, ask_px = quote_prices(self.bid, self.ask, hs, skew)
+        sides = tuple(side for side in sides if quote.quotes(side))
+        bid_px, ask_px = quote_prices(self.bid, self.ask, quote.half_spread_bps, quote.skew_ticks(mid_of(self.bid, self.ask)))
+        own_ask = min((o.price for o in self.ledger.live() if o.is_ask and o.source != "maker"), default=None)
+        own_bid = max((o.price for o in self.ledger.live() if not o.is_ask and o.source != "maker"), default=None)
+        if own_ask is not None:   # never through our own hedger's order (the guard's self-trade rule)
+            bid_px = min(bid_px, own_ask - 1)
+        if own_bid is not None:
+            ask_px = max(ask_px, own_bid + 1)
+        shrink = frac(cfg.skew.size_per_unit) * Fraction(abs(position), self.spec.size_scale) if not plain else ZERO
         out: dict[bool, Target] = {}
         for is_ask in sides:
             px = ask_px if is_ask else bid_px
-            size = clamp_size(self.base_lots, self.spec, px, self.min_notional)
-            q = self.quotes.get(is_ask)   # what else may fill on this side (a cancel on its way: gone in a moment)
-            others = sum(o.exposure for o in self.ledger.live() if o.is_ask == is_ask and o.cancel_attempts == 0
-                         and (q is None or o.coi != q.coi))
-            if self.mode == "reducing":   # within the position less what else may reduce it
-                size = min(size, abs(position) - others)
-            else:                         # within the guard's worst case: what it would refuse is never proposed
-                worst = (others - position) if is_ask else (position + others)
-                size = min(size, self.max_position - worst)
+            base = self.base_lots
+            if shrink and position and (position > 0) != is_ask:   # the side that adds to the position
+                base = int(base * max(ZERO, 1 - shrink))
+            size = clamp_size(base, self.spec, px, self.min_notional)
+            q = self.quotes.get(is_ask)
+            size = min(size, self.room(is_ask, None if q is None else q.coi))
             if size < clamp_size(1, self.spec, px, self.min_notional):   # never below the exchange minimum
                 continue
             out[is_ask] = Target(px, size)
         return out
+
+    def room(self, is_ask: bool, replacing: int | None) -> int:
+        """The largest order on a side that the guard would accept: within the position limit counting
+        everything else of ours that may still fill on that side (a cancel on its way included, as the
+        guard counts it), or, reducing, within the position less what else may reduce it. ``replacing``:
+        the order a modify would move in place (its exposure becomes the new order's)."""
+        others = sum(o.exposure for o in self.ledger.live() if o.is_ask == is_ask and o.coi != replacing)
+        position = self.position
+        if self.mode == "reducing":
+            return abs(position) - others
+        worst = (others - position) if is_ask else (position + others)
+        return self.max_position - worst
+
+    def _engine_quote(self, now_ms: int, vol: float, trending: bool, position: int) -> engines.Quote:
+        """The engine's distances from the mid (cached: timers and books repeat the same inputs)."""
+        assert self.bid is not None and self.ask is not None and self.book_ts_ms is not None
+        cfg = self.cfg
+        if self.engine_t0_ms is None:
+            self.engine_t0_ms = self.book_ts_ms
+        mid_ticks = (self.bid + self.ask) / 2
+        mid_usd = mid_ticks / self.spec.price_scale
+        elapsed = (self.book_ts_ms - self.engine_t0_ms) / 1000
+        model = cfg.engine in ("avellaneda_stoikov", "glft")
+        markout = self.markouts.mean_bps(5) if cfg.calibration.markout_widen and cfg.engine != "fixed" else None
+        key = (f"{vol:.2f}", trending, position, mid_ticks if model else 0, round(elapsed, 1) if model else 0,
+               self.fit if model else None, None if markout is None else round(markout, 2))
+        if key == self._hs_key and self.quote is not None:
+            return self.quote
+        A, k = self._intensity(mid_usd)
+        m = engines.Market(mid_usd=mid_usd, vol_1m_bps=float(key[0]), sigma=self.vol.sigma_bps_per_sqrt_s * mid_usd / 1e4,
+                           A=A, k=k, q=position / self.base_lots, q_units=position / self.spec.size_scale,
+                           max_units=self.position_cap_units, max_orders=self.max_position / self.base_lots,
+                           elapsed_s=elapsed, trending=trending)
+        quote = self.engine(cfg, m)
+        if markout is not None and markout < 0:   # our fills are being picked off: widen both sides
+            extra = min(frac(cfg.calibration.markout_widen) * engines.exact(-markout), frac(cfg.calibration.markout_widen_max_bps))
+            quote = engines.Quote(None if quote.bid_bps is None else quote.bid_bps + extra,
+                                  None if quote.ask_bps is None else quote.ask_bps + extra)
+        self._hs_key, self.quote = key, quote
+        return quote
+
+    def _intensity(self, mid_usd: float) -> tuple[float, float]:
+        """(A per second per side, k per USD): the live fit when it is good enough, else the fallbacks."""
+        c = self.cfg.calibration
+        if self.fit_used and self.fit is not None:
+            return self.fit.A, self.fit.k
+        return float(c.fallback_A), float(c.fallback_k_per_bps) / (mid_usd / 1e4)
 
     def _trend_state(self, trend: float) -> int:
         """+1/-1 while trending up/down, 0 otherwise: a trend starts at ``trigger_bps`` and ends below
@@ -308,7 +402,7 @@ class MakerCore:
             if now_ms - self.last_place_ms.get(is_ask, NEVER) < self.requote_interval_ms:
                 continue
             if self.budget is not None:   # our share of the tier's request budget; cancels never wait for it
-                if self.budget.room("maker", now_ms) < 1 or now_ms < self.budget_hold_until_ms:
+                if self.budget.room("maker", now_ms) < 1 or self.rate_watch.holding(now_ms):
                     self.counts["budget_waits"] = self.counts.get("budget_waits", 0) + 1
                     continue
                 self.budget.take(now_ms)
@@ -318,6 +412,12 @@ class MakerCore:
                 continue
             if q is not None:
                 cmds.append(self._cancel(q, now_ms, "requote"))
+                # the guard still counts the cancelled quote until the venue confirms it: the new one must
+                # fit beside it, or wait for the confirmation (the slot is free then)
+                fit = min(want.size, self.room(is_ask, None))
+                if fit < clamp_size(1, self.spec, want.price, self.min_notional):
+                    continue
+                want = Target(want.price, fit)
             cmds.append(self._place(is_ask, want, now_ms))
         cmds.extend(self._housekeeping(now_ms))
         return cmds
@@ -381,13 +481,31 @@ class MakerCore:
     # --- observability ---
     def _quote_view(self, q: Slot) -> dict[str, Any]:
         o = self.ledger.get(q.coi)
+        sp = self.spec
         return {"side": "ask" if q.is_ask else "bid", "coi": q.coi, "price": None if o is None else o.price,
                 "size": None if o is None else o.remaining, "state": None if o is None else o.state.value,
-                "open": o is not None and o.state in RESTING}
+                "open": o is not None and o.state in RESTING,
+                # the same in the market's units (ticks and lots above are what the venue is sent)
+                "price_usd": None if o is None else str(Decimal(o.price).scaleb(-sp.price_decimals)),
+                "size_base": None if o is None else str(Decimal(o.remaining).scaleb(-sp.size_decimals)),
+                "placed_ms": None if o is None else (o.sent_ms or o.created_ms)}
+
+    def calibration(self) -> dict[str, float | None]:
+        """The live estimates (for /health and the metrics): sigma, the intensity fit and its quality, markouts."""
+        f, mid = self.fit, ((self.bid + self.ask) / 2 / self.spec.price_scale if self.bid and self.ask else None)
+        out: dict[str, float | None] = {
+            "sigma_usd_per_sqrt_s": None if mid is None else self.vol.sigma_bps_per_sqrt_s * mid / 1e4,
+            "A": None if f is None else f.A, "k": None if f is None else f.k, "r2": None if f is None else f.r2,
+            "arrivals": None if f is None else float(f.n), "fit_used": 1.0 if self.fit_used else 0.0}
+        for h in self.markouts.horizons_s:
+            out[f"markout_{h:g}s"] = self.markouts.mean_bps(h)
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
+            "engine": self.cfg.engine,
+            "calibration": self.calibration(),
             "dry_run": self.cfg.dry_run,
             "vol_bps": round(self.vol.value, 3),
             "trend_bps": round(self.trend.value, 3),

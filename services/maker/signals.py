@@ -8,38 +8,40 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from shared.calibration import SigmaEstimator
+
 
 class VolEma:
-    """EMA of absolute log-returns of mid, sampled at most once per ``sample_ms``, in bps per second.
+    """The volatility signal: the 1-minute sigma of the mid, in bps (``value``).
 
-    A return over a gap of ``dt`` seconds is scaled by ``1/sqrt(dt)`` (random-walk scaling) so
-    gaps in the feed do not look like volatility; the EMA weight ``1 - 2^(-dt/halflife)`` makes
-    the decay depend on elapsed time, not on the number of books.
+    An EMA (``halflife_ms``, time-based) of squared log-returns sampled at most once per
+    ``sample_ms``, as variance per second (``shared.calibration.SigmaEstimator``), scaled to one
+    minute: ``value = sqrt(var_per_s * 60) * 1e4``. Why this unit: the packet's pause at 30 and
+    resume at 18 then sit where they separate regimes. SOL's calm 1-2 bps/sqrt(s) reads 8-16;
+    a stressed regime (x4 and up) reads 30+; and squaring lets a burst lift the EMA within
+    seconds, where the EMA of absolute returns it replaces peaked at 3.4 on a 6x burst.
     """
+
+    MINUTE_S = 60
 
     def __init__(self, halflife_ms: int, sample_ms: int = 1_000) -> None:
         if halflife_ms <= 0:
             raise ValueError("halflife must be positive")
         self.halflife_ms, self.sample_ms = halflife_ms, sample_ms
+        self.est = SigmaEstimator(halflife_ms / 1000, sample_ms)
         self.value = 0.0
-        self.samples = 0
-        self._ts: int | None = None
-        self._mid = 0.0
+
+    @property
+    def samples(self) -> int:
+        return self.est.samples
+
+    @property
+    def sigma_bps_per_sqrt_s(self) -> float:
+        return self.est.sigma_bps_per_sqrt_s or 0.0
 
     def update(self, ts_ms: int, mid: float) -> float:
-        if mid <= 0:
-            return self.value
-        if self._ts is None:
-            self._ts, self._mid = ts_ms, mid
-            return self.value
-        dt = ts_ms - self._ts
-        if dt < self.sample_ms:  # also ignores out-of-order timestamps
-            return self.value
-        r_bps = abs(math.log(mid / self._mid)) * 1e4 / math.sqrt(dt / 1000)
-        alpha = 1.0 - 0.5 ** (dt / self.halflife_ms)
-        self.value += alpha * (r_bps - self.value)
-        self.samples += 1
-        self._ts, self._mid = ts_ms, mid
+        self.est.update(ts_ms, mid)
+        self.value = self.sigma_bps_per_sqrt_s * math.sqrt(self.MINUTE_S)
         return self.value
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from . import errors as E
 from . import wire
 from .faults import apply_fault
-from .ledger import TIERS
+from shared.tiers import TIERS
 from .markets import fmt_usdc, parse_fixed
 
 if TYPE_CHECKING:

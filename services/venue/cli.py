@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from .config import AccountSpec, VenueConfig
 from .flow import MODEL_NAMES, Params
-from .ledger import TIERS
+from shared.tiers import TIERS
 from .markets import default_markets, parse_fixed
 
 

@@ -22,7 +22,9 @@ from .candles import TradeStats
 from .config import VenueConfig
 from .engine import Engine
 from .flow import Params, SyntheticMarket, TapeEvent, bind_liquidity, make_regime
-from .ledger import TIERS, Account, Tier, l1_address_for, order_margin_ok
+from shared.tiers import TIERS, Tier
+
+from .ledger import Account, l1_address_for, order_margin_ok
 from .markets import USDC_SCALE, Market, default_markets
 from .txs import (
     ATTR_CANCEL_ALL_MARKET,

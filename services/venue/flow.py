@@ -7,8 +7,10 @@ same matching engine as everybody else, so a bot's resting order is filled exact
 real book: by takers that reach it, or by the ladder re-centring through it after a mid move.
 
 Models (regimes) decide the mid increments and the taker arrivals:
-calm, burst, trend, informed, as (Avellaneda-Stoikov), replay; a comma list switches between
-regimes at random times. Same seed + same inputs => identical event stream.
+calm, burst, trend, informed, sol (the realistic mix: all of them at once), as
+(Avellaneda-Stoikov), replay; a comma list switches between regimes at random times. Same seed +
+same inputs => identical event stream. The defaults are calibrated to SOL-PERP on Lighter; each
+parameter's source is in services/venue/README.md ("Market models").
 """
 from __future__ import annotations
 
@@ -26,39 +28,51 @@ from .engine import Engine
 from .markets import Market, parse_fixed
 from .txs import ORDER_LIMIT, TIF_GTT, TIF_IOC
 
-MODEL_NAMES = ("calm", "burst", "trend", "informed", "as", "replay")
+MODEL_NAMES = ("calm", "burst", "trend", "informed", "sol", "as", "replay")
 
 
 @dataclass(slots=True)
 class Params:
-    """Tunable model parameters (bps are relative to the mid)."""
+    """Tunable model parameters (bps are relative to the mid); defaults calibrated to SOL-PERP."""
 
-    sigma_bps: float = 1.0  # mid volatility per sqrt(second)
+    sigma_bps: float = 1.2  # mid volatility per sqrt(second): ~70 % a year, SOL's typical calm-to-normal
     drift_bps: float = 0.0  # mid drift per second
-    taker_rate: float = 1.5  # taker orders per second
-    taker_notional_usd: float = 1500.0  # mean taker size
-    sweep_prob: float = 0.06  # chance a taker sweeps several levels (size x5, deep limit)
-    sweep_bps: float = 12.0
-    half_spread_bps: float = 1.0  # synthetic best bid/ask distance from mid
-    level_step_bps: float = 0.6
+    taker_rate: float = 2.0  # taker orders per second (both sides), scaled by sqrt(vol) in stressed markets
+    taker_median_usd: float = 300.0  # lognormal body of the taker size
+    taker_size_sd: float = 1.2  # its log-sd (mean ~ 620 USD)
+    taker_tail_prob: float = 0.08  # share of takers from the Pareto tail ...
+    taker_tail_min_usd: float = 2_000.0  # ... starting here ...
+    taker_tail_alpha: float = 1.5  # ... with this exponent (trade sizes' classic power law)
+    taker_max_usd: float = 250_000.0
+    taker_limit_bps: float = 15.0  # how far from the mid a taker is willing to walk the book
+    half_spread_bps: float = 0.5  # synthetic best bid/ask distance from mid (spread ~1 bps)
+    level_step_bps: float = 0.5
     levels: int = 20
-    level_notional_usd: float = 6000.0
+    level_notional_usd: float = 12_000.0  # per level, growing 15 % a level: ~25 k within 1 bps, ~200 k within 5
     refresh_prob: float = 0.04  # per level per step: re-place (changes size, loses priority)
     queue_power: float = 2.0  # replay: a tape level's shrink is ahead of our order with odds f(ahead):f(behind), f = x^n
     buy_bias: float = 0.5  # probability a taker buys
-    # burst regime
-    burst_every_s: float = 60.0
-    burst_len_s: float = 10.0
-    burst_mult: float = 6.0
+    # volatility clustering (sol): log-vol is an Ornstein-Uhlenbeck process
+    cluster_sd: float = 0.35  # stationary sd of log-vol: busy/quiet hours ~2-3x apart
+    cluster_tau_s: float = 1_800.0  # its mean-reversion time
+    # burst regime: stressed episodes
+    burst_every_s: float = 600.0  # mean time between bursts
+    burst_len_s: float = 90.0  # mean burst length (exponential, at least 20 s)
+    burst_sigma_bps: float = 12.0  # sigma per sqrt(s) during a burst (news, liquidations: ~1 % a minute)
     # trend regime
-    trend_bps: float = 0.4
-    trend_flip_s: float = 120.0
+    trend_bps: float = 0.3  # drift per second while trending (~50 bps over a 3-minute trend)
+    trend_flip_s: float = 180.0  # trend: mean time before the direction flips
+    trend_every_s: float = 900.0  # sol: mean time between trends ...
+    trend_len_s: float = 180.0  # ... and their mean length
     # informed regime
-    informed_prob: float = 0.75
-    informed_horizon_steps: int = 20
+    informed_share: float = 0.3  # share of takers who know the next informed_horizon_steps increments
+    informed_prob: float = 0.8  # an informed taker trades the way the mid is about to go with this probability
+    informed_horizon_steps: int = 50  # 5 s at the 100 ms step (cross-venue lead of ~10 s seen on perps)
     # Avellaneda-Stoikov
     as_A: float = 2.0  # arrivals per second per side
     as_k: float = 0.5  # per bp: P(reach >= delta) = exp(-k * delta_bps)
+    as_paper: float = 0.0  # 1: the 2008 paper's discrete scheme (binomial mid, one Bernoulli taker per side per step)
+    start_price: float = 0.0  # > 0: the market starts at this price (quote currency) instead of its default
     # regime switching for mixed models
     switch_every_s: float = 60.0
 
@@ -114,10 +128,8 @@ class Regime:
         n = _poisson(rng, p.taker_rate * self.vol_mult() ** 0.5 * dt)
         for _ in range(n):
             buy = rng.random() < self.buy_prob(sm, rng)
-            sweep = rng.random() < p.sweep_prob * min(self.vol_mult(), 4.0)
-            notional = rng.expovariate(1.0 / p.taker_notional_usd) * (5.0 if sweep else 1.0)
-            lots = sm.lots_for_usd(notional)
-            depth = p.sweep_bps if sweep else p.half_spread_bps + 2 * p.level_step_bps
+            lots = sm.lots_for_usd(taker_usd(p, rng))
+            depth = p.taker_limit_bps   # the size decides how deep it goes; the limit caps it
             out.append(TakerIntent(not buy, lots, sm.price_at(depth if buy else -depth)))
         return out
 
@@ -129,20 +141,26 @@ class Regime:
 
 
 class Burst(Regime):
+    """Calm, with stressed episodes: sigma jumps to ``burst_sigma_bps`` for an exponential time
+    (mean ``burst_len_s``, at least 20 s), every ``burst_every_s`` on average. ``starts`` keeps
+    each burst's first step (the maker's pause is judged against it)."""
+
     name = "burst"
 
     def __init__(self, p: Params) -> None:
         super().__init__(p)
         self.left_s = 0.0
+        self.starts: list[int] = []
 
     def vol_mult(self) -> float:
-        return self.p.burst_mult if self.left_s > 0 else 1.0
+        return self.p.burst_sigma_bps / self.p.sigma_bps if self.left_s > 0 and self.p.sigma_bps > 0 else 1.0
 
     def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
         if self.left_s > 0:
             self.left_s -= dt
         elif rng.random() < dt / self.p.burst_every_s:
-            self.left_s = rng.expovariate(1.0 / self.p.burst_len_s)
+            self.left_s = max(20.0, rng.expovariate(1.0 / self.p.burst_len_s))
+            self.starts.append(now_ms)
 
 
 class Trend(Regime):
@@ -185,9 +203,91 @@ class Informed(Regime):
         return sm.mid * (1.0 + self.future.popleft() / 1e4)
 
     def buy_prob(self, sm: SyntheticMarket, rng: random.Random) -> float:
+        if rng.random() >= self.p.informed_share:
+            return self.p.buy_bias
         ahead = sum(self.future)
         q = self.p.informed_prob
         return q if ahead > 0 else 1.0 - q
+
+
+class Sol(Regime):
+    """The realistic mix (``make run``'s default): SOL-PERP as it trades through a day.
+
+    Volatility clusters (log-vol an Ornstein-Uhlenbeck process: ``cluster_sd``, ``cluster_tau_s``),
+    stressed bursts arrive as in ``burst``, trends as episodes (``trend_every_s``, ``trend_len_s``,
+    ``trend_bps``), and a share of the takers is informed as in ``informed`` (they see the next
+    ``informed_horizon_steps`` increments, drawn ahead). Takers trade more when the market moves
+    (rate x sqrt(vol factor)); their sizes are the calibrated lognormal body with a Pareto tail.
+    """
+
+    name = "sol"
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.log_vol = 0.0
+        self.burst_left_s = 0.0
+        self.trend_left_s = 0.0
+        self.trend_dir = 0.0
+        self.future: deque[float] = deque()
+        self.factors: deque[float] = deque()   # the vol factor of each drawn increment, in step with ``future``
+        self.starts: list[int] = []            # when a burst's first increment moves the mid
+
+    def _factor(self) -> float:
+        p = self.p
+        f = math.exp(self.log_vol)
+        if self.burst_left_s > 0 and p.sigma_bps > 0:
+            f = max(f, p.burst_sigma_bps / p.sigma_bps)
+        return f
+
+    def vol_mult(self) -> float:
+        return self.factors[0] if self.factors else 1.0
+
+    def advance(self, sm: SyntheticMarket, now_ms: int, dt: float, rng: random.Random) -> None:
+        p = self.p
+        tau = max(p.cluster_tau_s, dt)
+        self.log_vol += -self.log_vol * dt / tau + p.cluster_sd * math.sqrt(2 * dt / tau) * rng.gauss(0.0, 1.0)
+        ahead_ms = int(max(1, p.informed_horizon_steps) * dt * 1000)
+        if self.burst_left_s > 0:
+            self.burst_left_s -= dt
+        elif rng.random() < dt / p.burst_every_s:
+            self.burst_left_s = max(20.0, rng.expovariate(1.0 / p.burst_len_s))
+            self.starts.append(now_ms + ahead_ms)   # its increments reach the mid one horizon later
+        if self.trend_left_s > 0:
+            self.trend_left_s -= dt
+            if self.trend_left_s <= 0:
+                self.trend_dir = 0.0
+        elif rng.random() < dt / p.trend_every_s:
+            self.trend_left_s = rng.expovariate(1.0 / p.trend_len_s)
+            self.trend_dir = 1.0 if rng.random() < 0.5 else -1.0
+        while len(self.future) < max(1, p.informed_horizon_steps):
+            f = self._factor()
+            self.factors.append(f)
+            self.future.append((p.drift_bps + self.trend_dir * p.trend_bps) * dt
+                               + p.sigma_bps * f * math.sqrt(dt) * rng.gauss(0.0, 1.0))
+
+    def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
+        if not self.future:
+            self.advance(sm, 0, dt, rng)
+        self.factors.popleft()
+        return sm.mid * (1.0 + self.future.popleft() / 1e4)
+
+    def buy_prob(self, sm: SyntheticMarket, rng: random.Random) -> float:
+        p = self.p
+        if rng.random() < p.informed_share:
+            return p.informed_prob if sum(self.future) > 0 else 1.0 - p.informed_prob
+        if self.trend_dir:   # trend-followers lean the flow the way of the trend
+            return 0.6 if self.trend_dir > 0 else 0.4
+        return p.buy_bias
+
+
+def taker_usd(p: Params, rng: random.Random) -> float:
+    """One taker's size: a lognormal body (median ``taker_median_usd``) and, with probability
+    ``taker_tail_prob``, a Pareto tail from ``taker_tail_min_usd`` with exponent ``taker_tail_alpha``."""
+    if rng.random() < p.taker_tail_prob:
+        usd = p.taker_tail_min_usd * (1.0 - rng.random()) ** (-1.0 / max(p.taker_tail_alpha, 0.1))
+    else:
+        usd = p.taker_median_usd * math.exp(p.taker_size_sd * rng.gauss(0.0, 1.0))
+    return min(usd, p.taker_max_usd)
 
 
 class AvellanedaStoikov(Regime):
@@ -197,15 +297,30 @@ class AvellanedaStoikov(Regime):
 
     name = "as"
 
+    @property
+    def takers_first(self) -> bool:
+        return self.p.as_paper > 0
+
     def mid_step(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> float:
         p = self.p
         sigma_abs = p.sigma_bps * sm.start_mid / 1e4  # constant in price units
-        return sm.mid + p.drift_bps * sm.start_mid / 1e4 * dt + sigma_abs * math.sqrt(dt) * rng.gauss(0.0, 1.0)
+        drift = p.drift_bps * sm.start_mid / 1e4 * dt
+        if p.as_paper > 0:   # the paper: +/- sigma*sqrt(dt) with probability 1/2 each
+            return sm.mid + drift + sigma_abs * math.sqrt(dt) * (1.0 if rng.random() < 0.5 else -1.0)
+        return sm.mid + drift + sigma_abs * math.sqrt(dt) * rng.gauss(0.0, 1.0)
 
     def takers(self, sm: SyntheticMarket, dt: float, rng: random.Random) -> list[TakerIntent]:
         p = self.p
         out: list[TakerIntent] = []
         for buy in (True, False):
+            if p.as_paper > 0:
+                # one draw per side per step whose reach d* = ln(A*dt/U)/k makes P(d* >= delta) =
+                # min(1, A*exp(-k*delta)*dt) for every delta, negative ones included: the paper's fill law
+                u = 1.0 - rng.random()
+                reach = math.log(p.as_A * dt / u) / p.as_k
+                limit = sm.price_at(reach if buy else -reach)
+                out.append(TakerIntent(not buy, sm.liquidity_within(buy, limit), limit))
+                continue
             for _ in range(_poisson(rng, p.as_A * dt)):
                 reach = rng.expovariate(p.as_k)  # bps
                 limit = sm.price_at(reach if buy else -reach)
@@ -320,6 +435,8 @@ def make_regime(spec: str, p: Params, tape: list[TapeEvent] | None = None) -> Re
             regimes.append(Trend(p))
         elif n == "informed":
             regimes.append(Informed(p))
+        elif n == "sol":
+            regimes.append(Sol(p))
         elif n == "as":
             regimes.append(AvellanedaStoikov(p))
         elif n == "replay":
@@ -342,8 +459,9 @@ class SyntheticMarket:
         self.p = params
         self.mm_account = mm_account
         self.taker_account = taker_account
-        self.start_mid = float(market.start_mid)
-        self.mid = float(market.start_mid)
+        start = params.start_price * 10 ** market.price_decimals if params.start_price > 0 else market.start_mid
+        self.start_mid = float(start)
+        self.mid = float(start)
         self.book: Book | None = None
         self.ladder_bids: dict[int, Order] = {}
         self.ladder_asks: dict[int, Order] = {}
@@ -390,6 +508,14 @@ class SyntheticMarket:
     def step(self, engine: Engine, now_ms: int, dt: float) -> None:
         rng = self.rng
         self.regime.advance(self, now_ms, dt, rng)
+        if getattr(self.regime, "takers_first", False):
+            # the 2008 paper's order: fills against the quotes set on the mid they saw, then the mid moves
+            self._take(engine, self.regime.takers(self, dt, rng), now_ms)
+            self.mid = max(1.0, self.regime.mid_step(self, dt, rng))
+            engine.set_mark(self.m.market_id, self.mark())
+            self._refresh_ladder(engine, now_ms)
+            self.steps += 1
+            return
         self.mid = max(1.0, self.regime.mid_step(self, dt, rng))
         engine.set_mark(self.m.market_id, self.mark())
         if self.regime.target_levels(self) is not None:
@@ -482,8 +608,8 @@ class SyntheticMarket:
             return target
         p = self.p
         hs = p.half_spread_bps
-        if isinstance(self.regime, AvellanedaStoikov) or (
-                isinstance(self.regime, Mixed) and isinstance(self.regime.active, AvellanedaStoikov)):
+        if p.as_paper <= 0 and (isinstance(self.regime, AvellanedaStoikov) or (
+                isinstance(self.regime, Mixed) and isinstance(self.regime.active, AvellanedaStoikov))):
             hs = max(hs, AS_DEFAULTS["half_spread_bps"])
         # levels sit on a fixed grid of `step` ticks, so a mid move only adds/removes edge levels
         step = self.grid_step

@@ -9,31 +9,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from shared.tiers import Tier
+
 from .markets import Market
 
 MF_SCALE = 10_000  # margin fractions are in 1e-4
-FEE_SCALE = 1_000_000  # fee ticks are in 1e-6 of notional
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """Account tier: fees (1e-6 ticks), latencies (ms) and transaction limits."""
-
-    name: str
-    maker_fee: int
-    taker_fee: int
-    maker_latency_ms: int
-    taker_latency_ms: int
-    tx_per_min: int  # sendTx bucket (each tx of a batch counts)
-    rest_weight_per_min: int  # weighted REST budget
-    rest_unweighted: bool  # standard: every request weighs 1
-    volume_quota: bool
-
-
-TIERS: dict[str, Tier] = {
-    "standard": Tier("standard", 0, 0, 200, 300, 60, 60, True, False),
-    "premium": Tier("premium", 40, 280, 0, 200, 4_000, 24_000, False, True),
-}
 
 
 @dataclass(slots=True)

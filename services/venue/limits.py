@@ -12,7 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from . import errors as E
-from .ledger import Account, Tier
+from shared.tiers import Tier
+
+from .ledger import Account
 from .txs import TX_CREATE_ORDER, TX_MODIFY_ORDER, Tx
 
 WINDOW_MS = 60_000

@@ -24,7 +24,9 @@ from .config import VenueConfig
 from .core import Accepted, Venue
 from .faults import Faults
 from .flow import TapeEvent, parse_tape
-from .ledger import TIERS, Account
+from shared.tiers import TIERS
+
+from .ledger import Account
 from .limits import Limiter, ratelimit_message
 from .markets import USDC_SCALE, fmt_usdc, parse_fixed
 from .stream import Hub

@@ -20,7 +20,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 from lighter.signer_client import SignerClient, create_api_key
 from redis.asyncio import Redis
 
@@ -376,6 +378,35 @@ class Observer:
 
     async def vetoes(self, since_ms: int, until_ms: int | None = None) -> list[dict[str, Any]]:
         return [e for e in await self.events(since_ms, until_ms) if e.get("kind") == "veto"]
+
+
+@asynccontextmanager
+async def observing(sysm: System) -> AsyncIterator[Observer]:
+    """An Observer on a healthy system, closed after."""
+    async with aiohttp.ClientSession() as s:
+        obs = Observer(sysm, s)
+        try:
+            await obs.wait_healthy()
+            yield obs
+        finally:
+            await obs.close()
+
+
+def merge_config(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``a`` with ``b`` laid over it, nested sections key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def configured_system(d: Path, overrides: dict[str, Any], *, extra_env: dict[str, str] | None = None,
+                      **kw: Any) -> System:
+    """A System on the repo's config.yaml with ``overrides`` merged in, written to ``d/config.yaml``."""
+    cfg = merge_config(yaml.safe_load((REPO / "config.yaml").read_text()), overrides)
+    path = d / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return System(d, extra_env={"LIGHTER_BOT_CONFIG": str(path), **(extra_env or {})}, **kw)
 
 
 @dataclass

@@ -12,7 +12,7 @@ within 10 s:
 - the venue's position equals ``ledger.position`` in the maker, hedger, guard and gateway;
 - and after that, no veto storm (fewer than 5 vetoes on ``orders:events`` in the quiet window).
 
-``CHAOS_CYCLES`` (default 10; ``make chaos`` runs 200) and ``CHAOS_SEED`` (default: random, printed)
+``CHAOS_CYCLES`` (default 6; ``make chaos`` runs 200) and ``CHAOS_SEED`` (default: random, printed)
 drive it. The counts go to ``bench-results/chaos-*.json`` (for BENCHMARKS.md) and one summary line.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tests.chaos.harness import (REPO, SERVICES, Observer, System, Taker, conver
 
 pytestmark = pytest.mark.e2e
 
-CYCLES = int(os.environ.get("CHAOS_CYCLES") or 10)
+CYCLES = int(os.environ.get("CHAOS_CYCLES") or 6)
 DEADLINE_S = 10.0          # after the victim is healthy again, the invariants must hold within this
 RECOVER_S = 30.0           # past the deadline, keep looking this long to report when (if) it converged
 HEALTHY_TIMEOUT_S = 90.0

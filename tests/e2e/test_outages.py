@@ -15,16 +15,15 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from lighter.signer_client import SignerClient, create_api_key
 
 from shared.ids import source_of
-from tests.chaos.harness import (REPO, THIN_LADDER, Observer, System, Taker, hold, lots, no_veto_storm, now_ms,
+from tests.chaos.harness import (REPO, THIN_LADDER, Observer, System, Taker, configured_system, hold, lots,
+                                 no_veto_storm, now_ms, observing,
                                  port_offset, release, settled, two_sided, until)
 from tests.conftest import wait_port
 
@@ -36,22 +35,14 @@ SEND_TIMEOUT_S = 3.0           # the gateway's sendTx timeout (services/gateway/
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sysm = System(tmp_path_factory.mktemp("outages"))
+    # the timings below (a 3 s heartbeat, a 3 s send timeout, a second for the cancel) are the premium
+    # tier's: no maker/cancel latency and the request budget the faults' requotes need
+    sysm = configured_system(tmp_path_factory.mktemp("outages"),
+                             {"venue": {"tier": "premium"}, "guard": {"rate": {"requests_per_min": 600}}})
     try:
         yield sysm
     finally:
         sysm.stop()
-
-
-@asynccontextmanager
-async def observing(sysm: System) -> AsyncIterator[Observer]:
-    async with aiohttp.ClientSession() as s:
-        obs = Observer(sysm, s)
-        try:
-            await obs.wait_healthy()
-            yield obs
-        finally:
-            await obs.close()
 
 
 @pytest.fixture
@@ -238,19 +229,29 @@ async def _partial(obs: Observer, coi: int) -> dict | None:
 
 # --- e (part). a hung maker ---------------------------------------------------------------------------
 async def test_a_hung_maker_has_its_quotes_cancelled_by_the_heartbeat_watch(system: System, obs: Observer) -> None:
+    await obs.set_model("calm", **THIN_LADDER, taker_rate=0.0)   # no taker may fill what the watch must cancel
+    await two_sided(obs)   # quotes of the maker's at the venue to begin with
     maker = system.children()["maker"]
     hold(maker)
     t0 = time.monotonic()
     try:
-        async def none_left() -> bool:
-            return not _maker_quotes(obs, await obs.state())
-        await until("no maker quote at the venue", none_left, timeout=HEARTBEAT_TIMEOUT_S + 1.0)
+        seen: dict = {}
+
+        async def none_left() -> bool:   # a requote's gap is not it: the watch must have fired
+            seen["gateway"] = gw = (await obs.health("gateway")).body
+            seen["quotes"] = left = _maker_quotes(obs, await obs.state())
+            return gw["heartbeat_cancels"] >= 1 and not left
+        try:
+            await until("no maker quote at the venue", none_left, timeout=HEARTBEAT_TIMEOUT_S + 1.0)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {seen}\n{system.tail(3000)}") from None
         took = time.monotonic() - t0
         assert took <= HEARTBEAT_TIMEOUT_S + 1.0
         gw = (await obs.health("gateway")).body
-        assert gw["heartbeat_cancels"] >= 1 and "maker" in gw["heartbeat_lost"], gw
+        assert gw["heartbeat_cancels"] >= 1 and "maker" in gw["heartbeat_lost"], (took, gw, system.tail(3000))
     finally:
         release(maker)
+        await obs.set_model("calm", **THIN_LADDER)
     await settled(obs)
 
 

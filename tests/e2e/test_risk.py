@@ -15,18 +15,23 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
-import yaml
 from lighter.signer_client import SignerClient, create_api_key
 
 from shared.ids import source_of
-from tests.chaos.harness import REPO, Observer, System, Taker, hold, now_ms, release, ticks, two_sided, until
+from tests.chaos.harness import (Observer, System, Taker, configured_system, hold, now_ms, observing, release,
+                                 ticks, two_sided, until)
 
 pytestmark = pytest.mark.e2e
 
 RISK_CONFIG: dict[str, Any] = {
+    # the premium tier's budget (4000/min) holds the raised rate below; the standard tier's 60 would not
+    "venue": {"tier": "premium"},
+    # the drawdown test's 4% price jump would hold the volatility pause for minutes after the resume,
+    # and the trend filter one-sided for its 45 s lookback (42 s of this module's run); both have their
+    # own tests (tests/unit/test_lab_signals.py, the maker's unit tests)
+    "maker": {"volatility": {"pause_bps": 10000, "resume_bps": 9000}, "trend": {"one_sided": False}},
     "hedger": {"trigger_units": 0.15},   # leaves a small position alone: the states decide when to flatten
     "guard": {
         # the request budget has its own tests; here it would only make the maker's re-quotes after each
@@ -43,20 +48,9 @@ RISK_CONFIG: dict[str, Any] = {
 }
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    d = tmp_path_factory.mktemp("risk")
-    cfg = _merge(yaml.safe_load((REPO / "config.yaml").read_text()), RISK_CONFIG)
-    path = d / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    sysm = System(d, extra_env={"LIGHTER_BOT_CONFIG": str(path)})
+    sysm = configured_system(tmp_path_factory.mktemp("risk"), RISK_CONFIG)
     try:
         yield sysm
     finally:
@@ -65,16 +59,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 @pytest.fixture
 async def obs(system: System) -> AsyncIterator[Observer]:
-    async with aiohttp.ClientSession() as s:
-        o = Observer(system, s)
+    async with observing(system) as o:
         try:
-            await o.wait_healthy()
             await until("the trading state ACTIVE", lambda: state_is(system, "ACTIVE"), 60)
             await two_sided(o)
             yield o
         finally:
             await o.clear_faults()
-            await o.close()
 
 
 # --- the operator's tool ---------------------------------------------------------------------------------
@@ -174,8 +165,11 @@ async def test_every_bad_intent_is_vetoed_with_its_reason_and_none_reaches_the_v
 
     async def all_judged() -> bool:
         return set(cases.values()) <= set(vetoes(system))
-    await until("a verdict for every bad intent", all_judged, 10)
-    got = vetoes(system)
+    try:
+        await until("a verdict for every bad intent", all_judged, 10)
+    finally:
+        got = vetoes(system)
+        print({reason: got.get(iid, "(no veto)") for reason, iid in cases.items()})
     for reason, iid in cases.items():
         assert got[iid].startswith(f"{reason}: "), (reason, got[iid])
     st = await obs.state()

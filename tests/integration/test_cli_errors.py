@@ -70,6 +70,30 @@ def _cases(held: int) -> dict[str, Case]:
         "core aggregate+offset busy": Case(core("--port-offset", str(held - 8000)),
                                            [f"port {held}", "already in use", f"--port-offset {held - 8000}"]),
     }
+    # every script and tool, three bad inputs each (the packet's commands as an operator mistypes them)
+    script = lambda name, *a: [sys.executable, f"scripts/{name}.py", *a]  # noqa: E731
+    tool = lambda *a: [sys.executable, "-m", "lab.cli", *a]  # noqa: E731
+    bad = {
+        "set_market": [(("--balance-usd", "30"), "--symbol"), (("--symbol", "SOL", "--balance-usd", "thirty"), "--balance-usd"),
+                       (("--symbol", "SOL", "--balance-usd", "30", "--tier", "gold"), "--tier")],
+        "apply_profile": [((), "--profile"), (("--profile", "p.yaml", "--bogus"), "--bogus"),
+                          (("--profile", "p.yaml", "--config", "nope.yaml"), "nope.yaml")],
+        "fetch_trades": [((), "--market-id"), (("--market-id", "2", "--limit", "0"), "--limit"),
+                         (("--market-id", "2", "--mark-mid", "abc"), "--mark-mid")],
+        "mm_report": [(("--since-s", "-5"), "--since-s"), (("--sharpe-interval-s", "0"), "--sharpe-interval-s"),
+                      (("--account", "x"), "--account")],
+        "refresh_ws_token": [(("--ttl-s", "x"), "--ttl-s"), (("--bogus",), "--bogus"), (("--ttl-s", "5"), "--ttl-s")],
+        "suggest_market_targets": [(("--top", "-1"), "--top"), (("--balance-usd", "x"), "--balance-usd"),
+                                   (("--sizing-multiplier", "nan"), "--sizing-multiplier")],
+        "dump_metrics": [(("--timeout", "x"), "--timeout"), (("--port-offset", "x"), "--port-offset"), (("--bogus",), "--bogus")],
+        "redis_acl": [((), "required"), (("acl", "--layout", "bogus"), "--layout"), (("compose-env", "--port", "x"), "--port")],
+    }
+    for name, inputs in bad.items():
+        for args, word in inputs:
+            cases[f"{name} {' '.join(args) or '(no args)'}"] = Case(script(name, *args), [f"{name}.py", word])
+    for args, word in ((("status", "--interval", "0"), "--interval"), (("status", "--port-offset", "x"), "--port-offset"),
+                       (("status", "--bogus"), "--bogus")):
+        cases[f"lighter-bot {' '.join(args)}"] = Case(tool(*args), ["lighter-bot", word])
     for name in SERVICES:
         cases[f"{name} --port busy"] = Case(svc(name, "--port", str(held), "--host", "127.0.0.1"),
                                             [f"python -m services.{name}: error: port {held} on 127.0.0.1 is already in use",

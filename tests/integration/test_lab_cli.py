@@ -87,6 +87,15 @@ def test_a_sweep_ranks_the_grid_across_seeds(tmp_path: Path, executor: str) -> N
     (("sweep", "--out", "x", "--grid", "model=volcano"), "--model"),
     (("sweep", "--out", "x", "--grid", "maker.spread_bps=3", "--workers", "0"), "--workers"),
     (("record", "--out", "x/r.gz", "--redis-url", "redis://user:hunter2@127.0.0.1:1/0"), "127.0.0.1:1"),
+    (("paper", "as2008", "--paths", "1", "--json", "x"), "--paths"),
+    (("paper", "as2008", "--gamma", "-1", "--json", "x"), "--gamma"),
+    (("paper", "as2009", "--json", "x"), "as2009"),
+    (("compare", "--engines", "nope", "--json", "x"), "--engines: unknown nope"),
+    (("compare", "--engine", "mine:maker.no_such_key=1", "--json", "x"), "maker.no_such_key"),
+    (("compare", "--engine", "mine", "--json", "x"), "--engine"),
+    (("compare", "--models", "calm,tape", "--json", "x"), "--tape"),
+    (("compare", "--models", "volcano", "--json", "x"), "--model"),
+    (("compare", "--seeds", "0", "--json", "x"), "--seeds"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args: tuple[str, ...], needle: str, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=tmp_path, capture_output=True, text=True,
@@ -143,3 +152,27 @@ def test_every_documented_metric_is_accepted() -> None:
     for m in ("pnl_usd", "fills_maker", "sharpe.value", "markout_bps.maker.1000ms.bps", "two_sided_uptime",
               "max_drawdown_usd", "wall_seconds"):
         _check_metric(s, m)
+
+
+def test_paper_writes_the_papers_rows_as_json(tmp_path: Path) -> None:
+    out = tmp_path / "as2008.json"
+    r = lighter_bot("paper", "as2008", "--paths", "3", "--gamma", "0.1", "--workers", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = orjson.loads(out.read_bytes())
+    assert [(x["gamma"], x["strategy"]) for x in rows] == [(0.1, "inventory"), (0.1, "symmetric")]
+    assert all(set(x) == {"gamma", "strategy", "spread", "profit_mean", "profit_std", "final_q_mean", "final_q_std",
+                          "paths"} and x["paths"] == 3 for x in rows)
+    assert "published value" in r.stdout
+
+
+def test_compare_ranks_each_engine_against_the_baseline(tmp_path: Path) -> None:
+    out, md = tmp_path / "cmp.json", tmp_path / "cmp.md"
+    r = lighter_bot("compare", "--models", "calm", "--seeds", "2", "--hours", "0.03", "--workers", "2",
+                    "--engine", "wide:maker.engine=fixed,maker.spread_bps=8", "--json", str(out), "--md", str(md))
+    assert r.returncode == 0, r.stderr
+    got = orjson.loads(out.read_bytes())
+    assert [x["engine"] for x in got["rows"]] == ["baseline", "adaptive", "avellaneda_stoikov", "glft", "wide"]
+    assert all(x["seeds"] == 2 and x["tier"] == "standard" for x in got["rows"])
+    base, wide = got["rows"][0], got["rows"][-1]
+    assert base["fills_hedger"] == 0 and wide["fills_maker"] < base["fills_maker"]   # no hedging; wider fills less
+    assert got["verdicts"][0]["model"] == "calm" and md.read_text().startswith("| model | engine |")

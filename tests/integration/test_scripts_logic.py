@@ -84,7 +84,7 @@ def test_rendered_profile_loads_through_the_services_config_loader(tmp_path: Pat
     assert (st.maker.size, st.maker.size_min, st.maker.size_max) == (s.size, s.size_min, s.size_max)
     assert (st.maker.price_scale, st.maker.size_scale) == (10**6, 1)
     assert st.guard.max_position_units == s.max_position_units and st.hedger.max_clip_units == s.max_clip_units
-    assert st.maker.spread_bps == D("10")  # everything not market-specific still comes from config.yaml
+    assert st.maker.spread_bps == D("2")  # everything not market-specific still comes from config.yaml
 
 
 def test_inventory_cap_rounds_to_the_dollar() -> None:
@@ -174,10 +174,10 @@ def test_pnl_by_hand() -> None:
     assert p.position == D("0.5")
     assert p.fees == D("0.04")
     assert p.equity == D("-48") + D("0.5") * D("100.5") - D("0.04")  # 2.21
-    assert p.avg_sell == D("152") / D("1.5") and p.avg_buy == D("100")
+    assert p.avg_sell == D("101.3333") and p.avg_buy == D("100")   # rounded 4 digits finer than the fills' tick
     assert p.round_trip_size == D("1.5")
-    assert abs(p.round_trip_pnl - D("2")) < D("1e-20")   # 1.5 x (101.33.. - 100): averages carry 28 digits
-    assert abs(p.inventory_pnl - D("0.25")) < D("1e-20")  # 0.5 long from 100, marked at 100.5
+    assert p.round_trip_pnl == D("2.000000")   # 1.5 x (152 / 1.5 - 100), to the micro-USDC
+    assert p.inventory_pnl == D("0.25")        # 0.5 long from 100, marked at 100.5
     assert p.equity + p.fees == p.round_trip_pnl + p.inventory_pnl   # the attribution identity, exactly
     assert (p.volume_base, p.volume_usd) == (D("3.5"), D("352")) and p.spread_capture is None
     assert (p.first_ms, p.last_ms) == (1, 3)

@@ -45,7 +45,7 @@ async def dump(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -
 
 async def test_filter_over_explicit_urls(sites: list[int], tmp_path: Path) -> None:
     urls = [a for p in sites for a in ("--url", f"http://127.0.0.1:{p}/metrics")]
-    code, out, err = await dump("--filter", "portfolio_", *urls, cwd=tmp_path)
+    code, out, err = await dump("--filter", "scripttest_portfolio_", *urls, cwd=tmp_path)
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and err == ""
@@ -71,7 +71,7 @@ async def test_port_env_adds_the_one_service_of_a_railway_container(sites: list[
     (tmp_path / "c.yaml").write_text(
         f"profile: {REPO / 'profiles' / 'market_2.yaml'}\n"
         f"ports:\n  feed: {dead[0]}\n  maker: {dead[1]}\n  hedger: {dead[2]}\n  guard: {dead[3]}\n  gateway: {dead[4]}\n")
-    code, out, _ = await dump("--filter", "portfolio_", "--config", "c.yaml", cwd=tmp_path,
+    code, out, _ = await dump("--filter", "scripttest_portfolio_", "--config", "c.yaml", cwd=tmp_path,
                               env_extra={"PORT": str(sites[0])})
     assert code == 0 and out.startswith(f"port {sites[0]}  mm_scripttest_portfolio_equity_usd")
 

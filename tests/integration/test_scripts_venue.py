@@ -107,10 +107,23 @@ def test_set_market_writes_a_valid_profile_and_switches_one_line(venue: Venue, w
     price = Decimal(p.stdout.split("): price ")[1].split(",")[0])  # the price it sized at
     assert s.maker.size_min * price >= 10 and s.maker.size * price >= s.maker.exchange_min_notional
     assert s.maker.exchange_min_notional >= max(Decimal(10), Decimal("0.005") * price) * Decimal("1.1")
+    assert s.market.reference_price == price and s.account.tier == "standard"
+    from shared.profile_check import check, reference_mid
+    assert check(s, reference_mid(s)) == []          # what it proposes is consistent at the price it sized at
+    assert not [ln for ln in p.stdout.splitlines() if ln.startswith(("error:", "warning: maker.", "warning: hedger."))]
 
-    # and back to SOL: the profile line follows, nothing else moves
+    # and back to SOL: the committed market_2 profile would change, so it is refused without --force,
+    # with the before/after printed; with --force the old one is kept and the profile line follows
+    committed = (workdir / "profiles" / "market_2.yaml").read_text()
     p = run_script("set_market.py", "--symbol", "sol", *args, cwd=workdir, env=script_env(LIGHTER_BASE_URL=venue.url))
+    assert p.returncode == 2 and "--force" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr and "changed maker.size: " in p.stdout, p.stdout
+    assert (workdir / "profiles" / "market_2.yaml").read_text() == committed
+    p = run_script("set_market.py", "--symbol", "sol", *args, "--force", cwd=workdir,
+                   env=script_env(LIGHTER_BASE_URL=venue.url))
     assert p.returncode == 0, p.stderr
+    (backup,) = (workdir / "profiles").glob("market_2.yaml.*.bak")
+    assert backup.read_text() == committed and "kept the old profile as" in p.stdout
     assert (workdir / "config.yaml").read_bytes() == original  # the repo's config already names market_2
 
 
@@ -193,6 +206,8 @@ def test_suggest_market_targets_ranks_and_inspects(venue: Venue, workdir: Path) 
     p = run_script("suggest_market_targets.py", "--top", "2", "--json", cwd=workdir, env=env)
     ranked = json.loads(p.stdout)
     assert len(ranked) == 2 and all(r["spread_bps"] is None or r["spread_bps"] > 0 for r in ranked)
+    assert all(len(repr(r[k]).split(".")[-1]) <= 3 for r in ranked for k in ("tick_bps", "spread_bps")
+               if r[k] is not None)   # no float noise
     keys = [(not r["eligible"], -Decimal(r["daily_usd_volume"])) for r in ranked]
     assert keys == sorted(keys)
     p = run_script("suggest_market_targets.py", "--target-symbol", "sol", cwd=workdir, env=env)
@@ -246,6 +261,16 @@ async def test_fetch_trades_pnl_agrees_with_the_venue_ledger(venue: Venue, workd
     exact = Decimal(pnl["volume_usd"]) * Decimal("0.00028")
     assert exact - len(fills) * Decimal("0.000001") < fees <= exact
     assert token not in p.stdout and token not in p.stderr
+    for k in ("avg_buy", "avg_sell", "round_trip_pnl", "inventory_pnl"):   # human digits, not Decimal's 28
+        assert len(pnl[k].split(".")[-1]) <= 7, (k, pnl[k])
+    assert Decimal(pnl["equity"]) == Decimal(pnl["round_trip_pnl"]) + Decimal(pnl["inventory_pnl"]) - fees
+
+    # the chart: a PNG with PnL and inventory
+    chart = workdir / "out" / "trades.png"
+    p = await asyncio.to_thread(run_script, "fetch_trades.py", *args, "--token", token, "--chart", str(chart),
+                                cwd=workdir, env=script_env())
+    assert p.returncode == 0, p.stderr
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
 
     # the table, the token from $LIGHTER_API_BEARER, the current mid from the venue, and paging
     p = await asyncio.to_thread(run_script, "fetch_trades.py", "--base-url", venue.url, "--account", str(ACCOUNT),

@@ -9,7 +9,7 @@ from services.gateway import txs
 from services.gateway.core import (
     MAX_BATCH, MAX_QUEUE, Ack, AccountIn, ActiveOrders, BatchDone, BatchNotSent, CheckActiveOrders, CheckLane, ClearOpen,
     Command, FetchNonce, FetchReconcile, ForgetOpen, GatewayCore, IntentIn, Journal, KillRead, LaneChecked, LeaseRead,
-    Limits, MintAuthToken, NonceFailed, NonceFetched, Publish, PublishAccount, ReconcileDone, SendBatch, SenderReady,
+    Limits, MintAuthToken, NonceFailed, NonceFetched, Note, Publish, PublishAccount, ReconcileDone, SendBatch, SenderReady,
     Stopping,
 )
 from services.gateway.replies import SendResult, classify, no_answer
@@ -542,9 +542,35 @@ def test_on_a_lost_heartbeat_queued_maker_places_are_dropped_and_in_flight_ones_
     core.handle(IntentIn(intent(2), "2-0"), T0)                          # queued behind the batch in flight
     cmds = core.handle(KillRead(None, heartbeats=(("maker", T0),)), T0 + 3_001)
     assert [(e.kind, e.intent_id) for e in events(cmds)] == [("killed", intent(2).intent_id)]
+    assert core.stats.heartbeat_cancels == 1
     cmds = done(core, flying)
     nxt = batch(core.handle(SenderReady(), T0 + 3_002))
     assert [(t.action, t.coi) for t in nxt.batch.txs] == [("cancel", intent(1).client_order_index)]
+
+
+def test_a_loss_while_the_only_maker_quote_is_in_flight_is_still_a_heartbeat_cancel() -> None:
+    core = ready_core(heartbeat_timeout_ms=3_000)
+    core.handle(KillRead(None, heartbeats=(("maker", T0),)), T0)
+    flying = take(core, intent(1))                      # a requote's place, sent and not yet answered
+    cmds = core.handle(KillRead(None, heartbeats=(("maker", T0),)), T0 + 3_001)
+    assert core.stats.heartbeat_cancels == 1 and any("1 in flight" in n.text for n in of(cmds, Note))
+    done(core, flying)
+    nxt = batch(core.handle(SenderReady(), T0 + 3_002))
+    assert [(t.action, t.coi) for t in nxt.batch.txs] == [("cancel", intent(1).client_order_index)]
+
+
+def test_while_a_heartbeat_is_lost_a_late_maker_place_is_refused_and_one_after_its_return_is_not() -> None:
+    core = ready_core(heartbeat_timeout_ms=3_000)
+    core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0))), T0)
+    core.handle(KillRead(None, heartbeats=(("maker", T0), ("feed", T0 + 3_000))), T0 + 3_001)
+    cmds = core.handle(IntentIn(intent(1), "1-0"), T0 + 3_001)   # written before the hang, read after the loss
+    assert [(e.kind, e.message) for e in events(cmds)] == [("killed", "maker heartbeat lost: maker quotes wait for it")]
+    hedge = intent(2, source="hedger", intent_id="hedger-2", client_order_index=(T0 << 7) + (2 << 2) + 2)
+    assert core.handle(IntentIn(hedge, "2-0"), T0 + 3_001) == []    # the hedger is not the maker
+    core.handle(KillRead(None, heartbeats=(("maker", T0 + 3_100), ("feed", T0 + 3_100))), T0 + 3_200)
+    assert core.heartbeat_lost == set()
+    later = intent(3, created_ms=T0 + 3_200)
+    assert core.handle(IntentIn(later, "3-0"), T0 + 3_200) == []
 
 
 def test_a_cancel_never_overtakes_a_place_held_back_before_the_start_up_reconcile() -> None:

@@ -633,3 +633,18 @@ def test_cancels_of_orders_already_gone_are_no_storm() -> None:
     for i in range(20):
         c.handle(OrderEvent(kind="reject", action="cancel", code=21_715, ts_ms=NOW + i), NOW + i)
     assert c.state == "ACTIVE"
+
+
+def test_the_portfolio_counts_a_fill_once_whichever_way_it_comes() -> None:
+    c = make_core(bid=99_999, ask=100_001)            # baseline: flat at mid 100, as of the position's NOW - 1
+    early = Fill(market_id=2, trade_id=1, order_index=1, client_order_index=1, is_ask=False, is_maker=True,
+                 price=100_000, size=100, ts_ms=NOW - 5)   # already in that position (it came on another channel)
+    c.handle(early, NOW)
+    assert c.folio.position == 0 and sum(t.fills for t in c.folio.by_source.values()) == 0
+    missed = Fill(market_id=2, trade_id=2, order_index=2, client_order_index=2, is_ask=True, is_maker=True,
+                  price=100_010, size=50, ts_ms=NOW + 10)  # only the REST snapshot has it
+    snap = Reconcile(reason="periodic", as_of_ms=NOW + 20, markets=[2], fills=[missed], ts_ms=NOW + 20)
+    c.handle(snap, NOW + 20)
+    c.handle(snap, NOW + 21)                          # the same snapshot again: nothing new
+    c.handle(missed, NOW + 22)                        # and the stream's late copy: nothing new
+    assert c.folio.position == -50 and c.folio.by_source["other"].fills == 1

@@ -21,6 +21,11 @@ CALM = {"volatility": VolatilityConfig(enabled=False), "trend": TrendConfig(enab
 
 
 def make(**kw: Any) -> MakerCore:
+    """The packet's maker at a 10 bps half-spread, the old skew (one half-spread at the 0.2 limit: 50
+    bps per unit) and the old volatility multiplier, so prices below are easy to check by hand."""
+    kw = {"spread_bps": 10, "requote_bps": 3, "skew": {"price_bps_per_unit": 50}, **kw}
+    if "volatility" not in kw:
+        kw["volatility"] = VolatilityConfig(spread_multiplier=1)
     cfg = MakerConfig.model_validate({**SETTINGS.maker.model_dump(), **kw})
     core = MakerCore(cfg, SPEC, 200)  # guard.max_position_units 0.2 = 200 lots
     core.handle(RiskState(state="ACTIVE", ts_ms=0), 0)   # a missing trading state is HALTED
@@ -111,12 +116,25 @@ def test_older_book_is_ignored() -> None:
     assert c.bid == 139_990
 
 
+def venue_answers(c: MakerCore, cmds: list[Command], t: int) -> None:
+    """The venue confirms what the maker sent: places rest, cancels end (as it would within a second)."""
+    for x in cmds:
+        if isinstance(x, Place):
+            c.handle(update(x.coi, "open", size=x.size, is_ask=x.is_ask, price=x.price), t)
+        elif isinstance(x, Cancel):
+            o = c.ledger.get(x.coi)
+            if o is not None:
+                c.handle(update(x.coi, "canceled", size=o.size, remaining=o.remaining, is_ask=o.is_ask, price=o.price), t)
+
+
 def drive_vol_up(c: MakerCore, t: int = 0) -> tuple[int, list[tuple[float, str, list[Command]]]]:
-    """Alternate mid 140.000 / 141.000 every second (~71 bps) until the maker pauses."""
+    """Alternate the mid every second by a growing step (2 ticks, then one more each second: from
+    0.14 bps to ~5 bps per sqrt(s), i.e. ~1 to ~40 bps of 1-minute sigma) until the maker pauses."""
     seen = []
     for i in range(200):
-        mid = 140_000 if i % 2 == 0 else 141_000
+        mid = 140_000 if i % 2 == 0 else 140_000 + 2 + i
         cmds = c.handle(book(mid, t), t)
+        venue_answers(c, cmds, t)
         seen.append((c.vol.value, c.mode, cmds))
         t += 1_000
         if c.paused:
@@ -171,7 +189,9 @@ def trend_core(**trend: Any) -> tuple[MakerCore, list[Command]]:
     c = make(volatility=VolatilityConfig(enabled=False), trend=TrendConfig(**trend))
     cmds: list[Command] = []
     for i in range(8):  # +2 bps per second
-        cmds += c.handle(book(140_000 + 28 * i, i * 1_000), i * 1_000)
+        new = c.handle(book(140_000 + 28 * i, i * 1_000), i * 1_000)
+        venue_answers(c, new, i * 1_000)
+        cmds += new
     return c, cmds
 
 
@@ -189,7 +209,7 @@ def test_uptrend_quotes_bid_only_and_widens() -> None:
 def test_downtrend_quotes_ask_only() -> None:
     c = make(volatility=VolatilityConfig(enabled=False))
     for i in range(8):
-        c.handle(book(140_000 - 28 * i, i * 1_000), i * 1_000)
+        venue_answers(c, c.handle(book(140_000 - 28 * i, i * 1_000), i * 1_000), i * 1_000)
     assert c.mode == "trend-down" and list(c.targets) == [True]
 
 
@@ -225,9 +245,10 @@ def test_requote_threshold_and_interval() -> None:
     new_bid = cmds[1]
     assert isinstance(new_bid, Place) and new_bid.coi not in (bid.coi, ask.coi)
     assert cmds[0].intent_id not in (bid.intent_id, new_bid.intent_id)  # a cancel has its own intent id
+    venue_answers(c, cmds, 2_600)
     assert c.handle(book(140_112, 3_000), 3_000) == []   # moved again but within min_requote_interval_s
     cmds = c.on_timer(3_500)
-    assert len(cancels(cmds)) == 2 and len(places(cmds)) == 2
+    assert [type(x).__name__ for x in cmds] == ["Modify", "Modify"]   # now resting: moved in place
 
 
 def test_fill_removes_the_quote_and_refill_waits_for_the_interval() -> None:
@@ -374,3 +395,42 @@ def test_modify_can_be_turned_off() -> None:
     c.handle(update(bid.coi, "open", price=bid.price), 10)
     cmds = c.handle(book(140_100, 1_000), 1_000)
     assert bid.coi in [x.coi for x in cancels(cmds)] and not [x for x in cmds if isinstance(x, Modify)]
+
+
+def test_the_fixed_engine_is_plain_no_pause_trend_or_skew() -> None:
+    c = make(engine="fixed", spread_bps=2, trend=TrendConfig(lookback_s=5))
+    c.handle(Position(market_id=2, position=50, ts_ms=0), 0)   # long: the adaptive engine would skew down
+    t, _ = 0, None
+    for i in range(60):   # a violent up-trend: 1-minute sigma far above pause_bps, trend far above trigger_bps
+        t = i * 1_000
+        venue_answers(c, c.handle(book(140_000 + 200 * i, t), t), t)
+    assert c.vol.value > 30 and c.trend.value > 12
+    assert c.mode == "quoting" and sorted(c.targets) == [False, True]
+    mid = 140_000 + 200 * 59
+    assert c.targets[False].price == mid * (10_000 - 2) // 10_000 and c.targets[True].price == -(-mid * 10_002 // 10_000)
+
+
+def test_engines_share_the_sizing_clamp_and_the_guard_states() -> None:
+    for engine in ("fixed", "adaptive", "avellaneda_stoikov", "glft"):
+        c = make(engine=engine)
+        bid, ask = places(c.handle(book(140_000, 1_000), 1_000))
+        assert (bid.size, ask.size) == (76, 75) and bid.tif == ask.tif == "post_only", engine   # the clamp at each price
+        c.handle(RiskState(state="HALTED", ts_ms=2_000), 2_000)
+        assert c.mode == "halted" and not c.targets, engine
+
+
+def test_a_cancel_in_flight_counts_as_the_guard_counts_it() -> None:
+    """The guard counts a quote being cancelled as resting until the venue confirms it: a cancel + place
+    requote whose new order would not fit beside it waits for the confirmation (no veto)."""
+    c = make(**CALM, modify_requotes=False)
+    c.handle(Position(market_id=2, position=-75, ts_ms=0), 0)    # short 0.075: room on the ask is 0.125
+    cmds = c.handle(book(140_000, 0), 0)
+    venue_answers(c, cmds, 0)
+    ask = next(x for x in places(cmds) if x.is_ask)
+    assert ask.size == 75
+    cmds = c.handle(book(140_056, 2_000), 2_000)                  # 4 bps: requote both sides
+    assert ask.coi in [x.coi for x in cancels(cmds)]
+    assert not [x for x in places(cmds) if x.is_ask]              # -75 - 75 (cancelling) - 75 < -200: wait
+    o = c.ledger.get(ask.coi)
+    again = c.handle(update(ask.coi, "canceled", size=o.size, is_ask=True, price=o.price), 2_300)
+    assert [x.size for x in places(again) if x.is_ask] == [75]    # confirmed: now it fits

@@ -9,7 +9,7 @@ import pytest
 from shared.config import MakerConfig, Settings
 from shared.markets import MarketSpec
 from shared.pricing import (clamp_size, config_size_lots, min_lots_at, min_notional_micro, moved_bps,
-                                    quote_prices, skew_ticks)
+                                    quote_prices)
 
 SPEC = Settings().market_spec  # SOL: price 3 dp, size 3 dp, min base 0.050, min quote 10
 MIN_NOTIONAL = min_notional_micro(Decimal("10.5"), SPEC)
@@ -78,14 +78,24 @@ def test_quote_prices_never_cross_the_bbo() -> None:
     assert ask == 139_991 and bid < 140_010
 
 
-def test_skew_is_linear_up_to_one_half_spread() -> None:
-    mid = Fraction(140_000)
-    assert skew_ticks(mid, Fraction(10), 0, 200) == 0
-    assert skew_ticks(mid, Fraction(10), 100, 200) == 70        # half the limit: half of 140 ticks
-    assert skew_ticks(mid, Fraction(10), 200, 200) == 140
-    assert skew_ticks(mid, Fraction(10), 999, 200) == 140       # capped at the limit
-    assert skew_ticks(mid, Fraction(10), -100, 200) == -70
-    assert skew_ticks(mid, Fraction(10), 100, 0) == 0
+def test_adaptive_skew_has_its_own_key_per_unit_capped_at_the_limit() -> None:
+    """maker.skew.price_bps_per_unit, not the guard's limit, sets the skew; the guard's limit caps it."""
+    from services.maker.engines import Market, adaptive
+    cfg = MakerConfig(spread_bps=3, skew={"price_bps_per_unit": 20}, volatility={"enabled": False})
+
+    def quote(q_units: float) -> tuple[Fraction, Fraction]:
+        m = Market(mid_usd=140.0, vol_1m_bps=0.0, sigma=0.0, A=1.0, k=1.0, q=0.0, q_units=q_units, max_units=0.2,
+                   max_orders=3.0, elapsed_s=0.0, trending=False)
+        qt = adaptive(cfg, m)
+        return qt.bid_bps, qt.ask_bps
+
+    assert quote(0.0) == (3, 3)
+    assert quote(0.1) == (5, 1)            # 0.1 unit long: 2 bps down on both sides
+    assert quote(-0.1) == (1, 5)
+    assert quote(0.5) == quote(0.2) == (7, -1)   # capped at the guard's 0.2
+    unskewed = MakerConfig(spread_bps=3, skew={"price_bps_per_unit": 0}, volatility={"enabled": False})
+    m = Market(140.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.1, 0.2, 3.0, 0.0, False)
+    assert adaptive(unskewed, m).bid_bps == adaptive(unskewed, m).ask_bps == 3
 
 
 def test_moved_bps() -> None:

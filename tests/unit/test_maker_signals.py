@@ -13,11 +13,24 @@ def test_vol_first_sample_only_seeds() -> None:
     assert v.update(0, 100.0) == 0.0 and v.samples == 0
 
 
-def test_vol_one_second_return_weighted_by_halflife() -> None:
+def test_vol_is_the_one_minute_sigma_of_one_second_returns() -> None:
+    """Unit: bps per sqrt(minute). A steady 2 bps per second reads 2 * sqrt(60) = 15.5 (calm SOL)."""
+    v = VolEma(30_000)
+    mid = 100.0
+    for i in range(1, 400):
+        mid *= math.exp(0.0002 if i % 2 else -0.0002)
+        v.update(i * 1_000, mid)
+    assert v.value == pytest.approx(2 * math.sqrt(60), rel=1e-6)
+    assert v.sigma_bps_per_sqrt_s == pytest.approx(2.0, rel=1e-6)
+
+
+def test_vol_first_return_seeds_then_squares_are_averaged_by_halflife() -> None:
     v = VolEma(30_000)
     v.update(0, 100.0)
-    val = v.update(1_000, 100.0 * math.exp(0.01))  # 100 bps log-return in one second
-    assert val == pytest.approx(100 * (1 - 0.5 ** (1 / 30)))
+    assert v.update(1_000, 100.0 * math.exp(0.001)) == pytest.approx(10 * math.sqrt(60))   # the first return sets it
+    v.update(2_000, 100.0 * math.exp(0.001))   # flat second: the variance decays by one second of weight
+    w = 1 - 0.5 ** (1 / 30)
+    assert v.value == pytest.approx(math.sqrt(100 * (1 - w) * 60))
 
 
 def test_vol_samples_at_most_once_per_second_and_ignores_old_timestamps() -> None:
@@ -29,15 +42,13 @@ def test_vol_samples_at_most_once_per_second_and_ignores_old_timestamps() -> Non
     assert v.samples == 1
 
 
-def test_vol_gap_scaling_and_halflife_decay() -> None:
-    a, b = VolEma(30_000), VolEma(30_000)
+def test_vol_gap_is_variance_per_second_and_decays_by_time() -> None:
+    a = VolEma(30_000)
     a.update(0, 100.0)
-    b.update(0, 100.0)
-    a.update(4_000, 100.0 * math.exp(0.01))  # 100 bps over 4 s = 50 bps/s under random-walk scaling
-    assert a.value == pytest.approx(50 * (1 - 0.5 ** (4 / 30)))
-    b.value = 40.0
-    b.update(30_000, 100.0)  # flat for one half-life
-    assert b.value == pytest.approx(20.0)
+    a.update(4_000, 100.0 * math.exp(0.002))   # 20 bps over 4 s: variance 100 bps^2 per second
+    assert a.value == pytest.approx(10 * math.sqrt(60))
+    a.update(34_000, 100.0 * math.exp(0.002))  # flat for one half-life: the variance halves
+    assert a.value == pytest.approx(10 * math.sqrt(60) / math.sqrt(2))
 
 
 def test_trend_over_lookback() -> None:

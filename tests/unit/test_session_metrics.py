@@ -27,7 +27,8 @@ from analytics.session import (
 )
 from scripts.fetch_trades import fills_from_trade
 from services.venue.engine import Engine
-from services.venue.ledger import FEE_SCALE, TIERS, Account
+from services.venue.ledger import Account
+from shared.tiers import FEE_SCALE, TIERS
 from services.venue.markets import Market, default_markets
 from services.venue.txs import ORDER_LIMIT, TIF_GTT, TIF_IOC
 from shared.ids import IdMint

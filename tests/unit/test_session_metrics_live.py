@@ -36,7 +36,7 @@ def test_the_gauges_are_the_summary_of_what_the_maker_saw() -> None:
     assert got == float(Decimal(s["pnl_usd"])) and got > 0       # bought 0.075 at 139.995, mid now 140.030
     assert REGISTRY.get_sample_value("mm_session_fills", {"source": "maker"}) == 1
     assert REGISTRY.get_sample_value("mm_session_fill_ratio_maker") == 0.75
-    assert REGISTRY.get_sample_value("mm_session_markout_bps", {"source": "maker", "horizon": "1000ms"}) is not None
+    assert REGISTRY.get_sample_value("mm_portfolio_markout_bps", {"source": "maker", "horizon": "1000ms"}) is not None
 
 
 def test_the_window_restarts_carrying_the_position() -> None:

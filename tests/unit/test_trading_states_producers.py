@@ -7,7 +7,7 @@ import pytest
 
 from services.hedger.core import HedgerCore
 from services.maker.core import MakerCore
-from shared.commands import Cancel, Command, Place
+from shared.commands import Cancel, Command, Modify, Place
 from shared.config import HedgerConfig, MakerConfig, RateConfig, Settings, TrendConfig, VolatilityConfig
 from shared.rate_budget import RateBudget
 from shared.schemas import BookTop, OrderUpdate, Position, RiskState
@@ -64,7 +64,15 @@ def test_maker_keeps_within_its_share_of_the_request_budget() -> None:
     m = maker(rate=rate)
     sent: list[int] = []
     for t in range(1_000, 120_000, 250):   # the mid moves every book: a requote wanted each time
-        sent += [t] * len(places(m.handle(book(t, 140_000 + (t // 250) * 60), t)))
+        cmds = m.handle(book(t, 140_000 + (t // 250) * 60), t)
+        sent += [t] * len([c for c in cmds if isinstance(c, (Place, Modify))])
+        for c in cmds:   # the venue answers within the step: places rest, cancels end
+            o = m.ledger.get(c.coi)
+            if isinstance(c, Place) or (isinstance(c, Cancel) and o is not None):
+                assert o is not None
+                m.handle(OrderUpdate(market_id=2, order_index=o.coi + 7, client_order_index=o.coi, is_ask=o.is_ask,
+                                     price=o.price, initial_size=o.size, remaining_size=o.size, filled_size=0,
+                                     status="open" if isinstance(c, Place) else "canceled", ts_ms=t), t)
     assert m.counts["budget_waits"] > 0 and isinstance(m.budget, RateBudget)
     assert len(sent) > 6 and all(sum(1 for s in sent if t - 60_000 < s <= t) <= 6 for t in sent)
 
@@ -113,4 +121,4 @@ def test_maker_backs_off_after_a_rate_veto_instead_of_storming() -> None:
                             client_order_index=p.coi, message="rate: 32 places/modifies in the last minute", ts_ms=1_010), 1_010)
     sent = [t for t in range(1_100, 8_000, 100) if places(m.handle(book(t), t))]
     assert sent[0] == 5_100   # two vetoes: held 2 s, then 4 s (doubling) from the second
-    assert m.budget_hold_until_ms == 1_010 + 4_000
+    assert m.rate_watch.hold_until_ms == 1_010 + 4_000

@@ -221,8 +221,10 @@ async def test_fills_show_in_trades_positions_and_candles(venue: VenueProc) -> N
         assert f.resolution == "1h" and isinstance(f.fundings, list)
         stats = await lighter.OrderApi(c.api_client).exchange_stats()
         assert stats.total == 3 and stats.daily_trades_count > 0
-        recent = await lighter.OrderApi(c.api_client).recent_trades(0, 5)
-        assert len(recent.trades) == 5
+        async def five_recent():   # the synthetic takers' trades accumulate: five may take a few seconds
+            r = await lighter.OrderApi(c.api_client).recent_trades(0, 5)
+            return r if len(r.trades) == 5 else None
+        assert await wait_for(five_recent, timeout=20.0) is not None
     finally:
         await c.close()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from services.venue.engine import Engine
-from services.venue.ledger import TIERS, Account
+from services.venue.ledger import Account
+from shared.tiers import TIERS
 from services.venue.markets import default_markets
 from services.venue.txs import (
     ORDER_LIMIT,

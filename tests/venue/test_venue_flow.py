@@ -7,7 +7,8 @@ import random
 from services.venue.config import VenueConfig
 from services.venue.core import Venue
 from services.venue.flow import AvellanedaStoikov, Burst, Mixed, parse_tape
-from services.venue.ledger import TIERS, Account
+from services.venue.ledger import Account
+from shared.tiers import TIERS
 from services.venue.markets import default_markets
 from services.venue.txs import ORDER_LIMIT, TIF_GTT
 
