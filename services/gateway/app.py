@@ -318,6 +318,7 @@ class Gateway:
             "batch_txs": s.batch_txs,
             "dropped_cancels": s.dropped_cancels,
             "queue_full": s.queue_full,
+            "rate_limited": s.rate_limited,
             "dead_man_arms": s.dead_man_arms,
             "heartbeat_cancels": s.heartbeat_cancels,
             "volume_quota_remaining": s.volume_quota_remaining,
@@ -640,6 +641,8 @@ class Gateway:
         self._last_latency_s = time.perf_counter() - t0
         M.SUBMIT_LATENCY.observe(self._last_latency_s)
         M.BATCH_SIZE.observe(len(signed))
+        if result.rate_limited:
+            M.RATE_LIMITED.inc()
         if result.malformed:
             M.MALFORMED.labels("sendTx").inc()
             log.warning("unreadable sendTx answer (HTTP %d)", result.http_status)

@@ -21,6 +21,11 @@ Rules it enforces:
   order; a cancel never overtakes the place it cancels, on any lane. The nonce advances only
   when the venue accepted the batch. A refused batch is retried tx by tx, so one bad place
   never blocks a cancel. Several API keys are several lanes, each with its own nonce.
+- *Risk first on a spent budget.* After a 429 (the standard tier allows 60 requests a minute,
+  cancels included) and until the venue accepts a tx again, the lane sends one tx at a time,
+  chosen by what it does for risk: cancels and the gateway's own txs, then hedges and operator
+  orders, then maker quotes; per order, intent order still holds. Quotes waiting behind the
+  budget rot (``ttl_ms``); a hedge that reduces the position does not wait behind them.
 - *Fail closed.* Places go out only while the kill flag was read and found absent, the lease is
   ours, start-up reconciliation is done and the gateway is not stopping. Cancels always may.
 - *Quotes rot.* A place older than ``created_ms + ttl_ms`` is ``stale`` and never sent. A cancel
@@ -96,6 +101,14 @@ class Tx:
     @property
     def order_coi(self) -> int:
         return self.intent.client_order_index if self.intent is not None else self.coi
+
+
+def _risk_rank(tx: Tx) -> int:
+    """0: a cancel or the gateway's own tx (frees exposure); 1: a hedge's or an operator's order;
+    2: a maker quote (the one thing that may wait: it is requoted anyway)."""
+    if tx.intent is None or tx.action in ("cancel", "cancel_all"):
+        return 0
+    return 2 if tx.intent.source == "maker" else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +381,7 @@ class Stats:
     volume_quota_remaining: int | None = None   # the venue's last word on it (premium; None = never said)
     dead_man_arms: int = 0
     queue_full: int = 0
+    rate_limited: int = 0          # batches the venue refused with 429 (retried after a back-off)
     venue_open_orders: int | None = None   # as the venue answered at the last reconcile or open-orders check
     venue_open_orders_ms: int | None = None
     last_intent_ms: int | None = None
@@ -706,6 +720,8 @@ class GatewayCore:
             return self._supersede(lane, now_ms)
         assert lane.nonce is not None
         busy = self._busy_cois(lane)
+        if lane.rate_backoff_ms > 0:
+            return self._send_first_by_risk(lane, busy, now_ms)
         picked: list[Tx] = []
         skipped: deque[Tx] = deque()
         blocked: set[int] = set()
@@ -732,6 +748,28 @@ class GatewayCore:
         if not picked:
             return []
         return [self._send(lane, picked, now_ms)]
+
+    def _send_first_by_risk(self, lane: Lane, busy: set[int], now_ms: int) -> list[Command]:
+        """On a rate-limited lane: the one tx that does most for risk, alone (see *Risk first*)."""
+        best: tuple[int, int] | None = None   # (rank, index in the outbox)
+        earlier: set[int] = set()              # orders with an earlier tx still queued: theirs go first
+        for i, tx in enumerate(self.outbox):
+            coi = tx.order_coi
+            held = coi != 0 and (coi in busy or coi in earlier)
+            if coi:
+                earlier.add(coi)
+            if held or (tx.action == "place" and not self.reconciled):
+                continue
+            rank = _risk_rank(tx)
+            if best is None or rank < best[0]:
+                best = (rank, i)
+                if rank == 0:
+                    break
+        if best is None:
+            return []
+        tx = self.outbox[best[1]]
+        del self.outbox[best[1]]
+        return [self._send(lane, [tx], now_ms)]
 
     def _send(self, lane: Lane, picked: list[Tx], now_ms: int, supersede: bool = False) -> SendBatch:
         assert lane.nonce is not None
@@ -826,6 +864,7 @@ class GatewayCore:
             lane.nonce = None
             self.stats.nonce_resyncs += 1
         if res.rate_limited:   # every further tx on the lane waits (doubling, capped) instead of hammering
+            self.stats.rate_limited += 1
             lane.rate_backoff_ms = min(max(2 * lane.rate_backoff_ms, RATE_BACKOFF_MIN_MS), MAX_BACKOFF_MS)
             lane.retry_at_ms = now_ms + lane.rate_backoff_ms
         if b.supersede:

@@ -8,6 +8,8 @@ ORDERS = Counter("mm_orders_total", "Intents and gateway txs by action and outco
 SUBMIT_LATENCY = Histogram("mm_order_submit_latency_seconds", "Sign + sendTx round trip",
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 NONCE_RESYNCS = Counter("mm_nonce_resyncs_total", "Nonce re-fetches from /api/v1/nextNonce after the first")
+RATE_LIMITED = Counter("mm_gateway_rate_limited_total", "sendTx/sendTxBatch requests the venue refused with 429 "
+                       "(the tier's request budget; the batch is retried, one tx at a time by risk)")
 REJECTS = Counter("mm_rejects_total", "Venue rejections by Lighter code", ["code"])
 MALFORMED = Counter("mm_gateway_malformed_total", "Unreadable inputs (stream entries of the wrong type, venue answers)",
                     ["source"])

@@ -13,7 +13,7 @@ from services.gateway.core import (
     Stopping,
 )
 from services.gateway.replies import SendResult, classify, no_answer
-from shared.ids import IdMint
+from shared.ids import SOURCE_CODES, IdMint
 from shared.schemas import AccountGap, Fill, OrderIntent, OrderUpdate, Position, Reconcile
 
 T0 = 1_795_000_000_000
@@ -211,6 +211,49 @@ def test_429_keeps_the_nonce_and_backs_off_but_never_delays_a_kill() -> None:
     core.handle(KillRead("manual"), T0 + 100)
     k = batch(core.handle(SenderReady(), T0 + 100))
     assert k.requests == (txs.CancelAllReq(255),) and k.batch.txs[0].reason == "kill"
+
+
+def hedge(n: int) -> OrderIntent:
+    coi = (T0 << 7) + (n << 2) + SOURCE_CODES["hedger"]
+    return intent(n, intent_id=f"hedger-{coi}", source="hedger", client_order_index=coi, is_ask=True)
+
+
+RATE_429 = b'{"code":23000,"message":"Too Many Requests!"}'
+
+
+def _rate_limited_core(*queued: OrderIntent) -> GatewayCore:
+    """A maker place refused with 429, then ``queued`` behind it."""
+    core = ready_core()
+    assert done(core, take(core, intent(1)), classify(429, RATE_429)) == []
+    assert core.stats.rate_limited == 1
+    for i, it in enumerate(queued, start=1):
+        core.handle(IntentIn(it, f"{i}-1"), T0 + 10)
+    assert core.handle(SenderReady(), T0 + 100) == []            # backing off
+    return core
+
+
+def test_after_a_429_a_hedge_goes_alone_before_the_quotes_queued_ahead_of_it() -> None:
+    """On a spent budget (standard tier: 60 requests a minute, cancels included) a hedge that reduces the
+    position must not wait behind maker quotes that rot anyway; per order, intent order still holds
+    (the cancel of order 1 waits behind its place)."""
+    core = _rate_limited_core(intent(2), hedge(3), cancel(1))
+    first = batch(core.handle(SenderReady(), T0 + 300))
+    assert [t.intent.source for t in first.batch.txs if t.intent] == ["hedger"]
+    assert of(done(core, first), Publish)
+    nxt = batch(core.handle(SenderReady(), T0 + 300))             # accepted: batches as before, in intent order
+    assert [(t.action, t.order_coi) for t in nxt.batch.txs] == [
+        ("place", intent(1).client_order_index), ("place", intent(2).client_order_index),
+        ("cancel", intent(1).client_order_index)]
+
+
+def test_after_a_429_a_cancel_goes_before_a_hedge_and_is_retried_alone() -> None:
+    core = _rate_limited_core(hedge(3), cancel(9))
+    first = batch(core.handle(SenderReady(), T0 + 300))
+    assert [t.order_coi for t in first.batch.txs] == [cancel(9).client_order_index]
+    assert done(core, first, classify(429, RATE_429)) == [] and core.stats.rate_limited == 2
+    assert core.handle(SenderReady(), T0 + 300) == []
+    again = batch(core.handle(SenderReady(), T0 + 900))           # backoff doubled to 500 ms
+    assert [t.order_coi for t in again.batch.txs] == [cancel(9).client_order_index]
 
 
 def test_nonce_fetch_failure_backs_off() -> None:
