@@ -174,6 +174,10 @@ class VenueServer:
             return await handler(request)
         except E.VenueError as e:
             return eresp(e)
+        except web.HTTPNotFound:   # Lighter answers an unknown path in JSON, as every other error
+            return jresp({"code": E.NOT_FOUND, "message": f"not found: {path}"}, 404)
+        except web.HTTPMethodNotAllowed as e:
+            return jresp({"code": E.NOT_FOUND, "message": f"method {e.method} not allowed on {path}"}, 405)
 
     # -- clock and core driving ----------------------------------------------------------------
     def clock(self) -> int:

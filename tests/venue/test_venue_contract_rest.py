@@ -274,3 +274,18 @@ async def test_batch_limits(venue: VenueProc) -> None:
         assert (await c.tx_api.next_nonce(k.account, k.key)).nonce == 1
     finally:
         await c.close()
+
+
+async def test_an_unknown_path_or_method_answers_lighters_json_error(venue: VenueProc) -> None:
+    """Lighter answers every error as JSON ``{code, message}``; a client that parses an error's body
+    must not meet aiohttp's plain text."""
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{venue.url}/api/v1/noSuchEndpoint") as r:
+            assert r.status == 404 and r.content_type == "application/json"
+            body = await r.json()
+            assert body["code"] == 29404 and "noSuchEndpoint" in body["message"]
+        async with s.delete(f"{venue.url}/api/v1/sendTx") as r:
+            assert r.status == 405 and (await r.json())["code"] == 29404
+        async with s.get(f"{venue.url}/api/v1/orderBooks") as r:   # a known path is unchanged
+            assert r.status == 200 and (await r.json())["code"] == 200
