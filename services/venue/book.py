@@ -38,7 +38,7 @@ class Order:
     filled_quote: int = 0  # micro-USDC
     status: str = "open"
     block_height: int = 0
-    version: int = 0
+    version: int = 1  # as Lighter's snapshots show a fresh order; each executed modify adds one
     reserved: int = 0  # lots still counted in the account's exposure (see ledger)
     trigger_price: int = 0
 

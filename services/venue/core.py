@@ -28,6 +28,7 @@ from .ledger import Account, l1_address_for, order_margin_ok
 from .markets import USDC_SCALE, Market, default_markets
 from .txs import (
     ATTR_CANCEL_ALL_MARKET,
+    ATTR_ORDER_VERSION,
     ATTR_STP_MODE,
     CANCEL_ALL_ABORT,
     CANCEL_ALL_IMMEDIATE,
@@ -55,6 +56,16 @@ MAX_BASE = (1 << 48) - 1
 PRICE_BAND = 2  # limit price must be within [mark / 2, mark * 2] (fat-finger guard, 21734)
 BLOCK_MS = 100
 INF = 1 << 62
+MAKER_ONLY_MIN_KEY = 4            # "Indexes must be >= 4" (the SDK's get_set_maker_only_api_keys example)
+MAKER_ONLY_MAX_KEYS = 200         # per account index [DOCS api-keys]
+MAKER_ONLY_EVERY_MS = 3_600_000   # "you can call this endpoint only once per hour" (same example)
+
+
+def _maker_only_allows(tx: Tx) -> bool:
+    """A maker-only key may rest liquidity and take it back: post-only limit orders, modifies, cancels."""
+    if tx.tx_type == TX_CREATE_ORDER:
+        return tx.f["TimeInForce"] == TIF_POST_ONLY and tx.f["Type"] == ORDER_LIMIT
+    return tx.tx_type in (TX_MODIFY_ORDER, TX_CANCEL_ORDER, TX_CANCEL_ALL)
 
 
 @dataclass(slots=True)
@@ -152,6 +163,26 @@ class Venue:
         self.advance(now_ms)
 
     # -- accounts -----------------------------------------------------------------------------
+    def set_maker_only_keys(self, account: int, keys: list[int], now_ms: int) -> None:
+        """setMakerOnlyApiKeys: replace the account's maker-only key set (``[]`` clears it). Premium
+        accounts only, keys 4..254 the account has, at most 200, once an hour."""
+        acct = self.account(account)
+        if acct is None:
+            raise E.err(E.ACCOUNT_NOT_FOUND)
+        if acct.tier.name == "standard":
+            raise E.err(E.INVALID_PARAM, "invalid param : maker-only api keys need a premium account")
+        if len(keys) > MAKER_ONLY_MAX_KEYS or len(set(keys)) != len(keys):
+            raise E.err(E.INVALID_PARAM, f"invalid param : api_key_indexes (at most {MAKER_ONLY_MAX_KEYS}, no repeats)")
+        for k in keys:
+            if not MAKER_ONLY_MIN_KEY <= k <= 254:
+                raise E.err(E.INVALID_PARAM, f"invalid param : api key index {k} (maker-only keys are 4..254)")
+            if k not in acct.api_keys:
+                raise E.err(E.API_KEY_NOT_FOUND)
+        if acct.maker_only_set_ms is not None and now_ms - acct.maker_only_set_ms < MAKER_ONLY_EVERY_MS:
+            raise E.err(E.TOO_MANY_REQUESTS, "Too Many Requests!: maker-only api keys may be set once an hour", 429)
+        acct.maker_only_keys = frozenset(keys)
+        acct.maker_only_set_ms = now_ms
+
     def register_account(self, index: int, api_key_index: int | None, public_key: str | None,
                          collateral_micro: int | None, now_ms: int, tier: str | None = None) -> Account:
         """Create a funded account or add a key to an existing one (admin/CLI/env)."""
@@ -222,6 +253,8 @@ class Venue:
             raise E.err(E.ACCOUNT_NOT_FOUND)
         if tx.api_key not in acct.api_keys:
             raise E.err(E.API_KEY_NOT_FOUND)
+        if tx.api_key in acct.maker_only_keys and not _maker_only_allows(tx):
+            raise E.err(E.MAKER_ONLY_API_KEY)
         expected = acct.nonces.get(tx.api_key, 1)
         if tx.nonce != expected and not (tx.skip_nonce and tx.nonce > expected):
             raise E.err(E.INVALID_NONCE)
@@ -375,6 +408,9 @@ class Venue:
             raise E.err(E.NOT_ACTIVE_LIMIT_ORDER)
         if f["TriggerPrice"] != 0:
             raise E.err(E.INVALID_ORDER_TYPE)
+        want = tx.attrs.get(ATTR_ORDER_VERSION, 0)
+        if want and want != o.version:
+            raise E.err(E.STALE_ORDER_VERSION, f"{E.MESSAGES[E.STALE_ORDER_VERSION]} (version {o.version}, tx names {want})")
         base, price = f["BaseAmount"], f["Price"]
         self._check_amounts(m, base, price, o.reduce_only, False)
         if base <= o.filled_base:
@@ -403,7 +439,10 @@ class Venue:
         if t == TX_CANCEL_ORDER:
             eng.cancel(tx.account, f["MarketIndex"], f["Index"], now_ms)
         elif t == TX_MODIFY_ORDER:
-            eng.modify(tx.account, f["MarketIndex"], f["Index"], f["BaseAmount"], f["Price"], now_ms, tx.tx_hash)
+            want = tx.attrs.get(ATTR_ORDER_VERSION, 0)
+            o = eng.find_order(tx.account, f["MarketIndex"], f["Index"]) if want else None
+            if o is None or o.version == want:   # another modify executed first: a versioned one is void
+                eng.modify(tx.account, f["MarketIndex"], f["Index"], f["BaseAmount"], f["Price"], now_ms, tx.tx_hash)
         elif t == TX_CANCEL_ALL:
             acct = eng.accounts[tx.account]
             tif = f["TimeInForce"]

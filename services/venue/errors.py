@@ -62,6 +62,9 @@ TOO_MANY_REQUESTS = 23000
 TOO_MANY_SUBSCRIPTIONS = 23001
 # auth / params
 INVALID_PARAM = 20001
+# ours (no code in the research notes; see services/venue/README.md, deviations)
+STALE_ORDER_VERSION = 21745
+MAKER_ONLY_API_KEY = 21150
 INVALID_AUTH = 20013
 # ws
 WS_INVALID_JSON = 30000
@@ -118,5 +121,7 @@ MESSAGES: dict[int, str] = {
     WS_INVALID_CHANNEL: "Invalid Channel",
     WS_TOO_MANY_MESSAGES: "Too Many Websocket Messages",
     NOT_FOUND: "not found",
+    STALE_ORDER_VERSION: "invalid order version: the order has changed since",
+    MAKER_ONLY_API_KEY: "api key is maker-only: only post-only orders, modifies and cancels",
     INTERNAL: "internal server error",
 }

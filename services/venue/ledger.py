@@ -50,6 +50,8 @@ class Account:
     total_order_count: int = 0
     trade_count: int = 0
     volume_micro: int = 0
+    maker_only_keys: frozenset[int] = frozenset()   # setMakerOnlyApiKeys: these keys may not take
+    maker_only_set_ms: int | None = None
 
     def pos(self, market_id: int) -> Position:
         p = self.positions.get(market_id)

@@ -135,12 +135,13 @@ class VenueServer:
             "candles": self.h_candles, "candlesticks": self.h_candles, "fundings": self.h_fundings,
             "accountLimits": self.h_account_limits, "currentHeight": self.h_height,
             "feeTiers": self.h_fee_tiers, "positionFunding": self.h_position_funding,
-            "funding-rates": self.h_funding_rates,
+            "funding-rates": self.h_funding_rates, "getMakerOnlyApiKeys": self.h_get_maker_only,
         }
         for name, h in get.items():
             r.add_get(f"/api/v1/{name}", h)
         r.add_post("/api/v1/sendTx", self.h_send_tx)
         r.add_post("/api/v1/sendTxBatch", self.h_send_tx_batch)
+        r.add_post("/api/v1/setMakerOnlyApiKeys", self.h_set_maker_only)
         from .admin import add_admin_routes
         add_admin_routes(self, app)
         app.on_startup.append(self._on_startup)
@@ -523,6 +524,35 @@ class VenueServer:
                  "public_key": pk, "transaction_time": a.created_ms * 1000}
                 for k, pk in sorted(a.api_keys.items()) if key == 255 or k == key]
         return jresp({"code": 200, "api_keys": keys})
+
+    async def h_get_maker_only(self, request: web.Request) -> web.Response:
+        acct_i = _q_int(request, "account_index", required=True)
+        self.rest_limit(request, "getMakerOnlyApiKeys", acct_i)
+        self.require_auth(request, acct_i)
+        a = self.venue.account(acct_i or 0)
+        if a is None:
+            raise E.err(E.ACCOUNT_NOT_FOUND)
+        return jresp({"code": 200, "api_key_indexes": sorted(a.maker_only_keys)})
+
+    async def h_set_maker_only(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        try:
+            acct_i = int(form.get("account_index", ""))
+        except ValueError:
+            raise E.err(E.INVALID_PARAM, "invalid param : account_index") from None
+        self.rest_limit(request, "setMakerOnlyApiKeys", acct_i)
+        info = check_token(self.venue, self.auth_token(request), self.clock(),
+                           max_ttl_s=self.cfg.max_auth_ttl_s, account=acct_i)
+        if info.read_only:
+            raise E.err(E.INVALID_AUTH, "invalid auth: a read-only token cannot change api keys", 401)
+        try:
+            keys = orjson.loads(form.get("api_key_indexes", ""))
+        except orjson.JSONDecodeError:
+            keys = None
+        if not isinstance(keys, list) or not all(type(k) is int for k in keys):
+            raise E.err(E.INVALID_PARAM, "invalid param : api_key_indexes (a JSON array of key indexes, e.g. [4,5])")
+        self.venue.set_maker_only_keys(acct_i, keys, self.clock())
+        return jresp({"code": 200, "message": "ok"})
 
     async def h_next_nonce(self, request: web.Request) -> web.Response:
         acct_i = _q_int(request, "account_index", required=True)

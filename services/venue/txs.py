@@ -31,6 +31,7 @@ NIL_MARKET = 255
 
 ATTR_INTEGRATOR, ATTR_INT_TAKER_FEE, ATTR_INT_MAKER_FEE = 1, 2, 3
 ATTR_SKIP_NONCE, ATTR_CANCEL_ALL_MARKET, ATTR_STP_MODE, ATTR_STP_EQUALITY = 4, 5, 6, 7
+ATTR_ORDER_VERSION = 8  # sign_modify_order(order_version=N): apply only to version N of the order
 
 _COMMON = ("AccountIndex", "ApiKeyIndex", "ExpiredAt", "Nonce")
 _FIELDS: dict[int, tuple[str, ...]] = {
@@ -104,7 +105,7 @@ def parse_tx(tx_type: int, tx_info: str | bytes | dict[str, Any]) -> Tx:
         if not isinstance(attrs_raw, dict) or len(attrs_raw) > 4:
             raise E.err(E.INVALID_TX_INFO, "invalid tx info: L2TxAttributes")
         for k, v in attrs_raw.items():
-            if not k.isdigit() or not 1 <= int(k) <= 7 or type(v) is not int:
+            if not k.isdigit() or not 1 <= int(k) <= 8 or type(v) is not int:
                 raise E.err(E.INVALID_TX_INFO, "invalid tx info: L2TxAttributes")
             attrs[int(k)] = v
     if not 0 <= api_key <= 254:

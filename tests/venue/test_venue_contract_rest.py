@@ -10,7 +10,7 @@ import pytest
 from lighter import models as M
 
 from .conftest import VenueProc
-from .helpers import Keyed, now_ms, sign_create, strict
+from .helpers import Keyed, new_signer, now_ms, sign_cancel, sign_create, sign_modify, strict
 
 pytestmark = pytest.mark.asyncio
 
@@ -289,3 +289,80 @@ async def test_an_unknown_path_or_method_answers_lighters_json_error(venue: Venu
             assert r.status == 405 and (await r.json())["code"] == 29404
         async with s.get(f"{venue.url}/api/v1/orderBooks") as r:   # a known path is unchanged
             assert r.status == 200 and (await r.json())["code"] == 200
+
+
+async def test_versioned_modify_applies_only_to_the_version_it_names(venue: VenueProc) -> None:
+    """``sign_modify_order(order_version=N)`` (L2TxAttributes key 8): a retried or late modify cannot
+    undo a newer one. A fresh order is version 1; each executed modify adds one."""
+    k = await venue.account()
+    c = k.client
+    try:
+        best = await c.get_best_price(0, is_ask=True)
+        _, resp, err = await c.create_order(0, 301, 100, best - 500, False, c.ORDER_TYPE_LIMIT, c.ORDER_TIME_IN_FORCE_POST_ONLY)
+        assert err is None
+        (o,) = await active(k)
+        assert o.order_version == 1
+        n = (await c.tx_api.next_nonce(k.account, k.key)).nonce
+
+        def modify(nonce: int, base: int, version: int) -> tuple[int, str]:
+            t, info, _h, e = c.sign_modify_order(0, 301, base, best - 600, order_version=version, nonce=nonce,
+                                                 api_key_index=k.key)
+            assert e is None, e
+            return t, info
+
+        r = await c.send_tx(*modify(n, 200, 1))
+        assert r.code == 200
+        (o,) = await active(k)
+        assert (o.initial_base_amount, o.order_version) == ("0.0200", 2)
+        with pytest.raises(lighter.exceptions.BadRequestException) as stale:
+            await c.send_tx(*modify(n + 1, 300, 1))      # names the version it replaced: refused
+        assert "21745" in str(stale.value)
+        assert (await active(k))[0].initial_base_amount == "0.0200"
+        r = await c.send_tx(*modify(n + 1, 300, 2))      # the refusal did not use the nonce
+        assert r.code == 200 and (await active(k))[0].order_version == 3
+        r = await c.send_tx(*modify(n + 2, 400, 0))      # no version: applies to whatever is there
+        assert r.code == 200 and (await active(k))[0].initial_base_amount == "0.0400"
+    finally:
+        await c.close()
+
+
+async def test_maker_only_keys_are_set_read_and_cannot_take(venue: VenueProc) -> None:
+    """getMakerOnlyApiKeys / setMakerOnlyApiKeys as the SDK's example calls them; a maker-only key may
+    rest post-only orders, modify and cancel, and nothing else."""
+    owner = await venue.account()
+    quoter = await new_signer(venue.url, owner.account, key=owner.key + 1)
+    await venue.admin("POST", "/admin/accounts", {"account_index": owner.account, "api_key_index": quoter.key,
+                                                  "public_key": quoter.public})
+    acc = lighter.AccountApi(owner.client.api_client)
+    try:
+        token = await auth(owner)
+        assert (await acc.get_maker_only_api_keys(token, owner.account)).api_key_indexes == []
+        r = await acc.set_maker_only_api_keys(token, owner.account, json.dumps([quoter.key]))
+        assert r.code == 200
+        assert (await acc.get_maker_only_api_keys(token, owner.account)).api_key_indexes == [quoter.key]
+        with pytest.raises(lighter.exceptions.ApiException) as again:   # once an hour
+            await acc.set_maker_only_api_keys(token, owner.account, "[]")
+        assert again.value.status == 429
+        with pytest.raises(lighter.exceptions.BadRequestException):
+            await acc.set_maker_only_api_keys(token, owner.account, "not json")
+
+        q = quoter.client
+        best = await q.get_best_price(0, is_ask=True)
+        n = (await q.tx_api.next_nonce(owner.account, quoter.key)).nonce
+        r = await q.send_tx(*sign_create(quoter, n, coi=401, price=best - 500, tif=2))       # post-only: fine
+        assert r.code == 200
+        for i, (tif, order_type) in enumerate([(1, 0), (0, 0), (0, 1)]):                     # GTT, IOC, market
+            with pytest.raises(lighter.exceptions.BadRequestException) as took:
+                await q.send_tx(*sign_create(quoter, n + 1, coi=402 + i, price=best + 500, tif=tif,
+                                             order_type=order_type))
+            assert "21150" in str(took.value)
+        r = await q.send_tx(*sign_modify(quoter, n + 1, 401, 200, best - 600))
+        assert r.code == 200
+        r = await q.send_tx(*sign_cancel(quoter, n + 2, 401))
+        assert r.code == 200 and await active(owner) == []
+        r = await owner.client.send_tx(*sign_create(owner, (await owner.client.tx_api.next_nonce(
+            owner.account, owner.key)).nonce, coi=410, price=best - 500, tif=1))           # the other key may
+        assert r.code == 200
+    finally:
+        await quoter.client.close()
+        await owner.client.close()

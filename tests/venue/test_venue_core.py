@@ -237,3 +237,42 @@ def test_update_leverage_changes_the_margin_requirement(ka: Keyed) -> None:
     submit(v, t, (t20, info))
     assert v.engine.accounts[ka.account].positions[0].imf == 5000
     assert codes(lambda: submit(v, t, sign_create(ka, 3, coi=2, base=100, price=290_000, tif=1))) == E.NOT_ENOUGH_MARGIN
+
+
+def test_two_versioned_modifies_in_flight_the_second_is_void(ka: Keyed) -> None:
+    """Both name version 1 and are accepted while it is current; the sequencer runs the first (now
+    version 2), so the second, still naming 1, changes nothing."""
+    v, t = venue(tier="standard", latency=True)
+    register(v, ka, t)
+    submit(v, t, sign_create(ka, 1, coi=7, price=290_000, tif=2))
+    v.advance(t + 1_000)
+    (o,) = active(v, ka.account)
+    assert o.version == 1
+
+    def modify(nonce: int, base: int) -> tuple[int, str]:
+        tt, info, _h, err = ka.client.sign_modify_order(0, 7, base, 289_000, order_version=1, nonce=nonce,
+                                                       api_key_index=ka.key)
+        assert err is None
+        return tt, info
+
+    v.submit([parse_tx(*modify(2, 200)), parse_tx(*modify(3, 300))], t + 1_000)
+    v.advance(t + 2_000)
+    (o,) = active(v, ka.account)
+    assert (o.version, o.filled_base + o.remaining) == (2, 200)
+    assert codes(lambda: v.submit([parse_tx(*modify(4, 400))], t + 2_000)) == E.STALE_ORDER_VERSION
+
+
+def test_maker_only_key_rules(ka: Keyed, kb: Keyed) -> None:
+    v, t = venue()
+    register(v, ka, t)
+    assert codes(lambda: v.set_maker_only_keys(ka.account, [3], t)) == E.INVALID_PARAM          # keys are 4..254
+    assert codes(lambda: v.set_maker_only_keys(ka.account, [9], t)) == E.API_KEY_NOT_FOUND
+    v.register_account(ka.account, 9, kb.public, None, t)
+    assert codes(lambda: v.set_maker_only_keys(ka.account, [9, 9], t)) == E.INVALID_PARAM
+    v.set_maker_only_keys(ka.account, [9], t)
+    assert codes(lambda: v.set_maker_only_keys(ka.account, [], t + 3_599_999)) == E.TOO_MANY_REQUESTS
+    v.set_maker_only_keys(ka.account, [], t + 3_600_000)                                        # an hour on: cleared
+    assert v.account(ka.account).maker_only_keys == frozenset()
+    s, ts = venue(tier="standard")
+    register(s, ka, ts)
+    assert codes(lambda: s.set_maker_only_keys(ka.account, [], ts)) == E.INVALID_PARAM         # premium only
