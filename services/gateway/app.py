@@ -643,6 +643,8 @@ class Gateway:
         M.BATCH_SIZE.observe(len(signed))
         if result.rate_limited:
             M.RATE_LIMITED.inc()
+            log.warning("batch of %d on key %d refused with 429 (the tier's request budget): %s; backing off, "
+                        "then one tx at a time by risk", len(signed), b.lane, result.message)
         if result.malformed:
             M.MALFORMED.labels("sendTx").inc()
             log.warning("unreadable sendTx answer (HTTP %d)", result.http_status)

@@ -26,6 +26,7 @@ from shared.tiers import TIERS, Tier
 
 from .ledger import Account, l1_address_for, order_margin_ok
 from .markets import USDC_SCALE, Market, default_markets
+from .txlog import TxLog
 from .txs import (
     ATTR_CANCEL_ALL_MARKET,
     ATTR_ORDER_VERSION,
@@ -159,6 +160,7 @@ class Venue:
         self.funding_seq = 0
         self.current_funding_ppm: dict[int, int] = {m: 0 for m in self.markets}
         self.tx_count = 0
+        self.txlog = TxLog()
         # warm the synthetic book so the first snapshot has liquidity
         self.advance(now_ms)
 
@@ -238,6 +240,8 @@ class Venue:
                 fn()
             raise
         self.tx_count += len(out)
+        for a in out:
+            self.txlog.accepted(a.tx, now_ms)
         return out
 
     def _latency(self, acct: Account, tx: Tx) -> int:
@@ -499,6 +503,7 @@ class Venue:
             elif t == t_pend:
                 _, _, p = heapq.heappop(self.pending)
                 self._execute(p, t)
+                self.txlog.executed(p.tx, t, eng.height, ok=t <= p.tx.expired_at)
             elif t == self.next_funding_ms:
                 self._funding(t)
                 self.next_funding_ms += self.cfg.funding_interval_s * 1000

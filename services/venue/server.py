@@ -21,7 +21,8 @@ from . import errors as E
 from . import wire
 from .auth import check_token
 from .config import VenueConfig
-from .core import Accepted, Venue
+from . import txlog
+from .core import BLOCK_MS, Accepted, Venue
 from .faults import Faults
 from .flow import TapeEvent, parse_tape
 from shared.tiers import TIERS
@@ -30,6 +31,7 @@ from .ledger import Account
 from .limits import Limiter, ratelimit_message
 from .markets import USDC_SCALE, fmt_usdc, parse_fixed
 from .stream import Hub
+from .txlog import TxRecord
 from .txs import Tx, parse_batch, parse_tx
 
 log = logging.getLogger("venue")
@@ -65,6 +67,14 @@ def parse_form(text: str) -> dict[str, str]:
             k, _, v = part.partition("=")
             out[_unquote(k.replace("+", " "))] = _unquote(v.replace("+", " "))
     return out
+
+
+def _page_limit(request: web.Request, most: int = 100) -> int:
+    """``limit`` of a paged read: required, 1..``most`` as the SDK declares it."""
+    limit = _q_int(request, "limit", required=True) or 0
+    if not 1 <= limit <= most:
+        raise E.err(E.INVALID_PARAM, "invalid param : limit")
+    return limit
 
 
 def _q_int(request: web.Request, key: str, default: int | None = None, required: bool = False) -> int | None:
@@ -136,6 +146,8 @@ class VenueServer:
             "accountLimits": self.h_account_limits, "currentHeight": self.h_height,
             "feeTiers": self.h_fee_tiers, "positionFunding": self.h_position_funding,
             "funding-rates": self.h_funding_rates, "getMakerOnlyApiKeys": self.h_get_maker_only,
+            "tx": self.h_tx, "txs": self.h_txs, "blockTxs": self.h_block_txs, "block": self.h_block,
+            "blocks": self.h_blocks,
         }
         for name, h in get.items():
             r.add_get(f"/api/v1/{name}", h)
@@ -302,6 +314,83 @@ class VenueServer:
     async def h_info(self, request: web.Request) -> web.Response:
         return jresp({"contract_address": "0x" + "0" * 40})
 
+    # -- tx history and blocks (services/venue/txlog.py) -------------------------------------------
+    def _tx_json(self, r: TxRecord) -> dict[str, Any]:
+        acct = self.venue.engine.accounts.get(r.tx.account)
+        return txlog.tx_json(r, acct.l1_address if acct is not None else "")
+
+    def _block_json(self, height: int) -> dict[str, Any]:
+        v = self.venue
+        return txlog.block_json(height, v.genesis_ms + height * BLOCK_MS,
+                                [self._tx_json(r) for r in v.txlog.block(height)])
+
+    def _height_of(self, by: str, value: str) -> int:
+        """A block named by height or commitment; ``tx not found``-style 400 when there is none."""
+        h = self.venue.engine.height
+        if by in ("height", "block_height"):
+            try:
+                n = int(value)
+            except ValueError:
+                raise E.err(E.INVALID_PARAM, "invalid param : value") from None
+            if 1 <= n <= h:
+                return n
+        elif by in ("commitment", "block_commitment"):
+            for n in range(h, max(h - 100_000, 0), -1):   # recent blocks only
+                if txlog.block_commitment(n) == value:
+                    return n
+        else:
+            raise E.err(E.INVALID_PARAM, "invalid param : by")
+        raise E.err(E.NOT_FOUND, "block not found")
+
+    async def h_tx(self, request: web.Request) -> web.Response:
+        self.rest_limit(request, "tx")
+        self.run_core()
+        by, value = request.query.get("by", ""), request.query.get("value", "")
+        log = self.venue.txlog
+        if by == "hash":
+            r = log.get(value.removeprefix("0x"))
+        elif by == "sequence_index":
+            r = log.by_sequence(int(value)) if value.isdigit() else None
+        else:
+            raise E.err(E.INVALID_PARAM, "invalid param : by")
+        if r is None:
+            raise E.err(E.NOT_FOUND, "tx not found")
+        return jresp({"code": 200, **self._tx_json(r), "committed_at": r.executed_ms, "verified_at": r.executed_ms})
+
+    async def h_txs(self, request: web.Request) -> web.Response:
+        self.rest_limit(request, "txs")
+        limit = _page_limit(request)
+        self.run_core()
+        rows = self.venue.txlog.page(_q_int(request, "index", 0) or 0, limit)
+        return jresp({"code": 200, "txs": [self._tx_json(r) for r in rows]})
+
+    async def h_block_txs(self, request: web.Request) -> web.Response:
+        self.rest_limit(request, "blockTxs")
+        self.run_core()
+        h = self._height_of(request.query.get("by", ""), request.query.get("value", ""))
+        return jresp({"code": 200, "txs": [self._tx_json(r) for r in self.venue.txlog.block(h)]})
+
+    async def h_block(self, request: web.Request) -> web.Response:
+        self.rest_limit(request, "block")
+        self.run_core()
+        h = self._height_of(request.query.get("by", ""), request.query.get("value", ""))
+        return jresp({"code": 200, "total": 1, "blocks": [self._block_json(h)]})
+
+    async def h_blocks(self, request: web.Request) -> web.Response:
+        self.rest_limit(request, "blocks")
+        limit = _page_limit(request)
+        self.run_core()
+        h = self.venue.engine.height
+        desc = request.query.get("sort", "asc") == "desc"
+        start = _q_int(request, "index")
+        if desc:
+            top = min(h, start if start is not None else h)
+            heights = list(range(top, max(top - limit, 0), -1))
+        else:
+            first = max(start if start is not None else 1, 1)
+            heights = list(range(first, min(first + limit, h + 1)))
+        return jresp({"code": 200, "total": h, "blocks": [self._block_json(n) for n in heights]})
+
     async def h_height(self, request: web.Request) -> web.Response:
         self.run_core()
         return jresp({"code": 200, "height": self.venue.engine.height})
@@ -331,9 +420,7 @@ class VenueServer:
     async def h_order_book_orders(self, request: web.Request) -> web.Response:
         self.rest_limit(request, "orderBookOrders")
         m = self.market_or_error(_q_int(request, "market_id", required=True))
-        limit = _q_int(request, "limit", required=True) or 0
-        if not 1 <= limit <= 250:
-            raise E.err(E.INVALID_PARAM, "invalid param : limit")
+        limit = _page_limit(request, 250)
         self.run_core()
         book = self.venue.engine.books[m.market_id]
         asks = book.orders_from_best(True, limit)
@@ -344,9 +431,7 @@ class VenueServer:
     async def h_recent_trades(self, request: web.Request) -> web.Response:
         self.rest_limit(request, "recentTrades")
         m = self.market_or_error(_q_int(request, "market_id", required=True))
-        limit = _q_int(request, "limit", required=True) or 0
-        if not 1 <= limit <= 100:
-            raise E.err(E.INVALID_PARAM, "invalid param : limit")
+        limit = _page_limit(request)
         self.run_core()
         trades = list(self.venue.engine.trades[m.market_id])[-limit:][::-1]
         return jresp({"code": 200, "trades": [wire.trade_json(t, m) for t in trades]})
@@ -355,9 +440,7 @@ class VenueServer:
         """Account fills (auth), newest first by default, cursor = last trade_id returned."""
         acct_i = _q_int(request, "account_index")
         self.rest_limit(request, "trades", acct_i)
-        limit = _q_int(request, "limit", required=True) or 0
-        if not 1 <= limit <= 100:
-            raise E.err(E.INVALID_PARAM, "invalid param : limit")
+        limit = _page_limit(request)
         if request.query.get("sort_by") is None:
             raise E.err(E.INVALID_PARAM, "invalid param : sort_by is required")
         mid = _q_int(request, "market_id")
@@ -421,9 +504,7 @@ class VenueServer:
         acct_i = _q_int(request, "account_index", required=True)
         self.rest_limit(request, "accountInactiveOrders", acct_i)
         self.require_auth(request, acct_i)
-        limit = _q_int(request, "limit", required=True) or 0
-        if not 1 <= limit <= 100:
-            raise E.err(E.INVALID_PARAM, "invalid param : limit")
+        limit = _page_limit(request)
         mid = _q_int(request, "market_id")
         if mid == 255:
             mid = None
@@ -525,13 +606,18 @@ class VenueServer:
                 for k, pk in sorted(a.api_keys.items()) if key == 255 or k == key]
         return jresp({"code": 200, "api_keys": keys})
 
-    async def h_get_maker_only(self, request: web.Request) -> web.Response:
+    def _private_account(self, request: web.Request, endpoint: str) -> Account:
+        """``account_index`` of an auth-gated read: rate-limited, token checked, the account known."""
         acct_i = _q_int(request, "account_index", required=True)
-        self.rest_limit(request, "getMakerOnlyApiKeys", acct_i)
+        self.rest_limit(request, endpoint, acct_i)
         self.require_auth(request, acct_i)
         a = self.venue.account(acct_i or 0)
         if a is None:
             raise E.err(E.ACCOUNT_NOT_FOUND)
+        return a
+
+    async def h_get_maker_only(self, request: web.Request) -> web.Response:
+        a = self._private_account(request, "getMakerOnlyApiKeys")
         return jresp({"code": 200, "api_key_indexes": sorted(a.maker_only_keys)})
 
     async def h_set_maker_only(self, request: web.Request) -> web.Response:
@@ -680,12 +766,7 @@ class VenueServer:
              "position_side": r.side, "discount": "0"} for r in recs]})
 
     async def h_account_limits(self, request: web.Request) -> web.Response:
-        acct_i = _q_int(request, "account_index", required=True)
-        self.rest_limit(request, "accountLimits", acct_i)
-        self.require_auth(request, acct_i)
-        a = self.venue.account(acct_i or 0)
-        if a is None:
-            raise E.err(E.ACCOUNT_NOT_FOUND)
+        a = self._private_account(request, "accountLimits")
         return jresp({"code": 200, "max_llp_percentage": 0, "user_tier": a.tier.name,
                       "can_create_public_pool": False, "max_llp_amount": "0",
                       "current_maker_fee_tick": a.tier.maker_fee, "current_taker_fee_tick": a.tier.taker_fee,

@@ -366,3 +366,48 @@ async def test_maker_only_keys_are_set_read_and_cannot_take(venue: VenueProc) ->
     finally:
         await quoter.client.close()
         await owner.client.close()
+
+
+async def test_tx_history_and_blocks_read_through_the_sdk(venue: VenueProc) -> None:
+    """``tx``, ``txs``, ``blockTxs``, ``block`` and ``blocks``: a sent tx is found by the hash sendTx
+    answered, executed in a block whose txs hold it, and every body validates strictly."""
+    k = await venue.account()
+    c = k.client
+    try:
+        best = await c.get_best_price(0, is_ask=True)
+        _, resp, err = await c.create_order(0, 501, 100, best - 500, False, c.ORDER_TYPE_LIMIT, c.ORDER_TIME_IN_FORCE_POST_ONLY)
+        assert err is None
+        txa = lighter.TransactionApi(c.api_client)
+        t = await wait_for(lambda: _executed(txa, resp.tx_hash))
+        assert t and (t.type, t.account_index, t.api_key_index, t.status) == (14, k.account, k.key, 2)
+        assert json.loads(t.info)["ClientOrderIndex"] == 501 and t.block_height >= 1
+        status, raw = await venue.get("/api/v1/tx", by="hash", value=resp.tx_hash)
+        strict(M.EnrichedTx, raw)
+        by_seq = await txa.tx(by="sequence_index", value=str(t.sequence_index))
+        assert by_seq.hash == resp.tx_hash
+        page = await txa.txs(limit=100, index=t.sequence_index)
+        assert page.txs[0].hash == resp.tx_hash
+        in_block = await txa.block_txs(by="block_height", value=str(t.block_height))
+        assert resp.tx_hash in [x.hash for x in in_block.txs]
+        blocks = lighter.BlockApi(c.api_client)
+        (b,) = (await blocks.block(by="height", value=str(t.block_height))).blocks
+        assert b.height == t.block_height and resp.tx_hash in [x.hash for x in b.txs] and b.size == len(b.txs)
+        again = await blocks.block(by="commitment", value=b.commitment)
+        assert again.blocks[0].height == b.height
+        recent = await blocks.blocks(limit=3, sort="desc")
+        assert [x.height for x in recent.blocks] == list(range(recent.total, max(recent.total - 3, 0), -1))
+        assert recent.total >= t.block_height
+        for path, model, params in [("/api/v1/txs", M.Txs, {"limit": 5}), ("/api/v1/blocks", M.Blocks, {"limit": 2}),
+                                    ("/api/v1/blockTxs", M.Txs, {"by": "block_height", "value": t.block_height})]:
+            status, raw = await venue.get(path, **params)
+            assert status == 200, raw
+            strict(model, raw)
+        with pytest.raises(lighter.exceptions.BadRequestException):
+            await txa.tx(by="hash", value="00" * 40)
+    finally:
+        await c.close()
+
+
+async def _executed(txa: "lighter.TransactionApi", tx_hash: str):
+    t = await txa.tx(by="hash", value=tx_hash)
+    return t if t.status == 2 else None
