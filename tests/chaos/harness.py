@@ -207,6 +207,12 @@ class System:
         self.proc.wait(timeout=10)
         return [self.proc.pid, *pids]
 
+    def __enter__(self) -> "System":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM (the gateway cancels everything), then SIGKILL whatever is left."""
         if self.proc.poll() is None:

@@ -23,11 +23,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sysm = System(tmp_path_factory.mktemp("cockpit"))
-    try:
+    with System(tmp_path_factory.mktemp("cockpit")) as sysm:
         yield sysm
-    finally:
-        sysm.stop()
 
 
 @pytest.fixture

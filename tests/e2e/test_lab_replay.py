@@ -35,11 +35,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     # the session's 25 bps jumps are there to re-price every quote; under the volatility pause the
     # maker would stop deciding anything after the first few (the pause has its own tests)
     overrides = {**CONFIG, "maker": {"volatility": {"pause_bps": 10000, "resume_bps": 9000}}}
-    sysm = configured_system(d, overrides, model="as", seed=5, extra_env={"LIGHTER_TAP_DIR": str(d / "tap")})
-    try:
+    with configured_system(d, overrides, model="as", seed=5, extra_env={"LIGHTER_TAP_DIR": str(d / "tap")}) as sysm:
         yield sysm
-    finally:
-        sysm.stop()
 
 
 def lighter_bot(*args: str) -> subprocess.CompletedProcess[str]:

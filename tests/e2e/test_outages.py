@@ -37,12 +37,9 @@ SEND_TIMEOUT_S = 3.0           # the gateway's sendTx timeout (services/gateway/
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     # the timings below (a 3 s heartbeat, a 3 s send timeout, a second for the cancel) are the premium
     # tier's: no maker/cancel latency and the request budget the faults' requotes need
-    sysm = configured_system(tmp_path_factory.mktemp("outages"),
-                             {"venue": {"tier": "premium"}, "guard": {"rate": {"requests_per_min": 600}}})
-    try:
+    with configured_system(tmp_path_factory.mktemp("outages"),
+                           {"venue": {"tier": "premium"}, "guard": {"rate": {"requests_per_min": 600}}}) as sysm:
         yield sysm
-    finally:
-        sysm.stop()
 
 
 @pytest.fixture

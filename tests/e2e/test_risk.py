@@ -50,11 +50,8 @@ RISK_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sysm = configured_system(tmp_path_factory.mktemp("risk"), RISK_CONFIG)
-    try:
+    with configured_system(tmp_path_factory.mktemp("risk"), RISK_CONFIG) as sysm:
         yield sysm
-    finally:
-        sysm.stop()
 
 
 @pytest.fixture
